@@ -1,0 +1,30 @@
+"""API analytics for Python web apps: capture every API call and ship it to Moesif.
+
+``MoesifMiddleware`` wraps any WSGI app; the framework adapters live in
+``moesif_integrations.flask``, ``.bottle``, ``.pyramid`` and ``.falcon``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+__all__ = ["MoesifMiddleware", "Settings", "ConfigurationError", "__version__"]
+
+if TYPE_CHECKING:
+    from .core.settings import ConfigurationError, Settings
+    from .wsgi import MoesifMiddleware
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so ``python -m moesif_integrations.collector`` stays light.
+    if name == "MoesifMiddleware":
+        from .wsgi import MoesifMiddleware
+
+        return MoesifMiddleware
+    if name in ("Settings", "ConfigurationError"):
+        from .core import settings
+
+        return getattr(settings, name)
+    raise AttributeError(name)

@@ -1,0 +1,118 @@
+"""Decoding and shape checks of what clients POST: gzip or plain JSON, one object or an array."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any, Dict, List, Tuple
+
+# Fields the collector insists on, per kind (PROTOCOL.md). Dotted names are nested.
+REQUIRED_FIELDS: Dict[str, Tuple[str, ...]] = {
+    "events": ("request", "request.time", "request.uri", "request.verb"),
+    "users": ("user_id",),
+    "companies": ("company_id",),
+    "subscriptions": ("subscription_id", "company_id"),
+    "actions": ("action_name",),
+}
+# Present-but-optional objects whose own fields are then required.
+_OPTIONAL_OBJECTS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+    "events": ("response", ("time", "status")),
+}
+
+
+class BadPayloadError(ValueError):
+    """The body cannot be accepted; the message says why (it goes back to the client)."""
+
+
+def decode_body(body: bytes, content_encoding: str, max_bytes: int) -> Any:
+    """The JSON value of a request body, gunzipped when the client said so."""
+    encoding = content_encoding.strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        body = _gunzip(body, max_bytes)
+    elif encoding not in ("", "identity"):
+        raise BadPayloadError(f"unsupported Content-Encoding {content_encoding!r}")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadPayloadError(f"body is not valid JSON: {exc}") from exc
+
+
+def _gunzip(body: bytes, max_bytes: int) -> bytes:
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        # Bounded so a small "gzip bomb" cannot exhaust memory.
+        data = decompressor.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise BadPayloadError(f"body is not valid gzip: {exc}") from exc
+    if len(data) > max_bytes:
+        raise BadPayloadError(f"decompressed body is larger than {max_bytes} bytes")
+    if not decompressor.eof:
+        raise BadPayloadError("body is not valid gzip: truncated stream")
+    return data
+
+
+def items_of(kind: str, payload: Any, batch: bool, validate: bool) -> List[Dict[str, Any]]:
+    """The objects to store from a decoded payload: an array for a batch, one object otherwise."""
+    if batch:
+        if not isinstance(payload, list):
+            raise BadPayloadError(
+                f"a batch of {kind} must be a JSON array, not {_json_type(payload)}"
+            )
+        items = payload
+    else:
+        items = [payload]
+    for index, item in enumerate(items):
+        where = f"item {index}: " if batch else ""
+        if not isinstance(item, dict):
+            raise BadPayloadError(
+                f"{where}each of {kind} must be a JSON object, not {_json_type(item)}"
+            )
+        if validate:
+            problem = _missing_field(kind, item)
+            if problem:
+                raise BadPayloadError(f"{where}{problem}")
+    return items
+
+
+def _missing_field(kind: str, item: Dict[str, Any]) -> str:
+    for field in REQUIRED_FIELDS[kind]:
+        problem = _check_path(item, field)
+        if problem:
+            return problem
+    optional = _OPTIONAL_OBJECTS.get(kind)
+    if optional is not None:
+        name, fields = optional
+        value = item.get(name)
+        if value is not None:
+            if not isinstance(value, dict):
+                return f"{name} must be an object, not {_json_type(value)}"
+            for field in fields:
+                if value.get(field) in (None, ""):
+                    return f"missing {name}.{field}"
+    return ""
+
+
+def _check_path(item: Dict[str, Any], dotted: str) -> str:
+    value: Any = item
+    parts = dotted.split(".")
+    for depth, part in enumerate(parts):
+        if not isinstance(value, dict):
+            return f"{'.'.join(parts[:depth])} must be an object, not {_json_type(value)}"
+        value = value.get(part)
+        if value is None or value == "":
+            return f"missing {dotted}"
+    return ""
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"

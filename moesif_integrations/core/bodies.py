@@ -1,0 +1,238 @@
+"""Captured body bytes -> the event's ``body`` and ``transfer_encoding`` (PROTOCOL.md).
+
+A JSON body goes as its parsed value (``"json"``), anything else as base64 (``"base64"``). A
+body larger than the capture limit goes as a small marker object, never as a cut document.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
+
+MASKED = "<masked>"
+
+_JSON_TYPES = frozenset({"application/json", "text/json"})
+_WHITESPACE = b" \t\r\n"
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; the collector would reject the whole event.
+    raise ValueError(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:  # inf - inf is nan, and nan != 0
+        raise ValueError(text)
+    return value
+
+
+_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+class JsonDocument:
+    """A JSON body that was parsed and found valid, with the text it came as.
+
+    ``serialize_event`` writes ``text`` into the event as it is instead of encoding ``value``
+    again: re-encoding a parsed body costs more than parsing it did.
+    """
+
+    __slots__ = ("text", "value")
+
+    def __init__(self, text: str, value: Any) -> None:
+        self.text = text
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"JsonDocument({self.value!r})"
+
+
+def truncation_marker(
+    size: int, limit: int, content_type: Optional[str], **extra: Any
+) -> Dict[str, Any]:
+    """What goes instead of a body that exceeds the capture limit."""
+    marker: Dict[str, Any] = {
+        "moesif_body_truncated": True,
+        "size": size,
+        "limit": limit,
+        "content_type": content_type,
+    }
+    marker.update(extra)
+    return marker
+
+
+def is_json_type(content_type: Optional[str]) -> bool:
+    """application/json, text/json and application/*+json, parameters ignored."""
+    if not content_type:
+        return False
+    mime = content_type.partition(";")[0].strip().lower()
+    return mime in _JSON_TYPES or (mime.startswith("application/") and mime.endswith("+json"))
+
+
+def parse_json(data: bytes) -> Optional[JsonDocument]:
+    """The document when ``data`` is one strict JSON document in UTF-8, else None."""
+    try:
+        text = data.decode("utf-8")
+        if text[:1] == "\ufeff":
+            text = text[1:]
+        return JsonDocument(text, _decoder.decode(text))
+    except (ValueError, RecursionError):
+        # UnicodeDecodeError and JSONDecodeError are ValueErrors; so is an integer beyond
+        # Python's digit limit. A document nested deeper than the stack is RecursionError.
+        return None
+
+
+def _base64(data: bytes) -> Tuple[str, str]:
+    return base64.b64encode(data).decode("ascii"), "base64"
+
+
+def _content_codings(content_encoding: Optional[str]) -> Optional[List[str]]:
+    """The codings to undo, outermost last; None when one of them is not gzip or deflate."""
+    if not content_encoding:
+        return []
+    codings = []
+    for coding in content_encoding.lower().split(","):
+        coding = coding.strip()
+        if not coding or coding == "identity":
+            continue
+        if coding not in ("gzip", "x-gzip", "deflate"):
+            return None
+        codings.append(coding)
+    return codings
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+def _inflate(data: bytes, coding: str, limit: int) -> bytes:
+    """Decompresses at most ``limit`` bytes of output; raises _TooLargeError past it, zlib.error
+    (or ValueError) on corrupt or incomplete input."""
+    wbits_choices: Tuple[int, ...]
+    if coding == "deflate":
+        # HTTP "deflate" is zlib-wrapped, but some servers send raw deflate.
+        wbits_choices = (zlib.MAX_WBITS, -zlib.MAX_WBITS)
+    else:
+        wbits_choices = (16 + zlib.MAX_WBITS,)
+    last_error: Optional[Exception] = None
+    for wbits in wbits_choices:
+        try:
+            return _inflate_members(data, wbits, limit)
+        except zlib.error as exc:
+            last_error = exc
+    assert last_error is not None
+    raise last_error
+
+
+def _inflate_members(data: bytes, wbits: int, limit: int) -> bytes:
+    out: List[bytes] = []
+    produced = 0
+    remaining = data
+    # gzip allows several members back to back; each needs a fresh decompressor.
+    while remaining:
+        decompressor = zlib.decompressobj(wbits)
+        chunk = decompressor.decompress(remaining, limit + 1 - produced)
+        produced += len(chunk)
+        if produced > limit:
+            raise _TooLargeError()
+        out.append(chunk)
+        if decompressor.unconsumed_tail:
+            # Output stopped at the bound with input left: more output would follow.
+            raise _TooLargeError()
+        if not decompressor.eof:
+            raise zlib.error("incomplete compressed body")
+        remaining = decompressor.unused_data
+        if wbits < 0 or wbits == zlib.MAX_WBITS:
+            if remaining.strip(b"\0" + _WHITESPACE):
+                raise zlib.error("trailing data after the compressed body")
+            break
+        remaining = remaining.lstrip(b"\0")
+    return b"".join(out)
+
+
+def encode_body(
+    data: bytes,
+    total_size: int,
+    limit: int,
+    content_type: Optional[str],
+    content_encoding: Optional[str],
+    masks: FrozenSet[str] = frozenset(),
+    keep_text: bool = False,
+) -> Tuple[Any, Optional[str]]:
+    """The event's (body, transfer_encoding) for a captured body; (None, None) when there is none.
+
+    - ``total_size`` over ``limit`` (only a prefix was kept): the truncation marker, ``"json"``.
+    - ``Content-Encoding`` gzip / x-gzip / deflate (several are undone in order): decompressed
+      to at most ``limit`` bytes. Past that, the truncation marker, whose ``size`` is then the
+      *compressed* (wire) size and which also says ``"content_encoding"``: decompressing a
+      whole zip bomb just to count it is exactly what the bound is for. A corrupt or truncated
+      stream, or a coding that cannot be undone here (br, zstd), gives base64 of the raw bytes.
+    - A JSON content type, or any body whose first non-blank byte is ``{`` or ``[``: the parsed
+      value when it is strict JSON (no NaN / Infinity), else base64.
+    - Anything else: base64.
+
+    ``masks``: field names hidden in a parsed JSON body (``mask_json_fields``); never applied
+    to the truncation marker. ``keep_text``: a JSON body nothing was masked in comes back as a
+    ``JsonDocument`` (value and original text) rather than the bare value.
+    """
+    size = max(total_size, len(data))
+    if size > limit:
+        return truncation_marker(size, limit, content_type), "json"
+    if not data:
+        return None, None
+    codings = _content_codings(content_encoding)
+    if codings is None:
+        return _base64(data)
+    if codings:
+        decoded = data
+        try:
+            for coding in reversed(codings):
+                decoded = _inflate(decoded, coding, limit)
+        except _TooLargeError:
+            marker = truncation_marker(size, limit, content_type, content_encoding=content_encoding)
+            return marker, "json"
+        except (zlib.error, ValueError):
+            return _base64(data)
+        if not decoded:
+            return None, None
+        data = decoded
+    if is_json_type(content_type) or _looks_like_json(data):
+        document = parse_json(data)
+        if document is not None:
+            if masks:
+                return mask_json_fields(document.value, masks), "json"
+            return (document if keep_text else document.value), "json"
+    return _base64(data)
+
+
+def _looks_like_json(data: bytes) -> bool:
+    first = data[:1]
+    if first in _WHITESPACE and first:
+        first = data.lstrip(_WHITESPACE)[:1]
+    return first == b"{" or first == b"["
+
+
+def mask_json_fields(value: Any, names: FrozenSet[str]) -> Any:
+    """Replaces the value of every object key in ``names``, at any depth, with ``"<masked>"``.
+
+    Works in place (a parsed body belongs to the event) and returns ``value``. Iterative, so a
+    deeply nested document cannot exhaust the stack.
+    """
+    if not names:
+        return value
+    pending: List[Any] = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if key in names:
+                    item[key] = MASKED
+                elif isinstance(child, (dict, list)):
+                    pending.append(child)
+        elif isinstance(item, list):
+            for child in item:
+                if isinstance(child, (dict, list)):
+                    pending.append(child)
+    return value

@@ -1,0 +1,108 @@
+"""Bounded body captures and the request-body tee: the protocol-neutral parts of the request path.
+
+Nothing here parses or copies more than the capture limit: a capture keeps references to the
+chunks that fit and counts the rest.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any, Iterator, List, Optional
+
+
+class BodyCapture:
+    """Keeps at most ``limit`` bytes of a body and counts all of it."""
+
+    __slots__ = ("limit", "chunks", "kept", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.chunks: List[bytes] = []
+        self.kept = 0
+        self.size = 0
+
+    def add(self, data: bytes) -> None:
+        n = len(data)
+        self.size += n
+        room = self.limit - self.kept
+        if room <= 0 or not n:
+            return
+        if n > room:
+            data = bytes(data[:room])
+            n = room
+        self.chunks.append(data)
+        self.kept += n
+
+    def value(self) -> bytes:
+        chunks = self.chunks
+        if len(chunks) == 1:
+            return bytes(chunks[0])
+        return b"".join(chunks)
+
+
+class InputTee:
+    """Wraps ``wsgi.input``: the app reads as usual, the capture sees what it read.
+
+    Chunked uploads (no Content-Length) are captured the same way, since the tee sees bytes, not
+    headers.
+    """
+
+    __slots__ = ("_input", "capture", "reads")
+
+    def __init__(self, wsgi_input: IO[bytes], capture: BodyCapture) -> None:
+        self._input = wsgi_input
+        self.capture = capture
+        # How many read calls the app made; zero means the app never looked at the body.
+        self.reads = 0
+
+    def read(self, size: Optional[int] = -1, *args: Any) -> bytes:
+        self.reads += 1
+        if size is None:
+            size = -1
+        data = self._input.read(size, *args)
+        if data:
+            self.capture.add(data)
+        return data
+
+    def readline(self, size: Optional[int] = -1, *args: Any) -> bytes:
+        self.reads += 1
+        if size is None:
+            size = -1
+        data = self._input.readline(size, *args)
+        if data:
+            self.capture.add(data)
+        return data
+
+    def readlines(self, hint: Optional[int] = -1, *args: Any) -> List[bytes]:
+        self.reads += 1
+        lines = self._input.readlines(-1 if hint is None else hint, *args)
+        for line in lines:
+            self.capture.add(line)
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        # Servers hang extras on their input objects (gunicorn's Body, waitress' buffers);
+        # anything the tee does not define is the original's.
+        return getattr(self._input, name)
+
+    def drain_unread(self, content_length: int) -> None:
+        """Reads a body the app never touched, so a short body is still captured.
+
+        Only called after the response is done and only for a declared length within the
+        capture limit, so it never blocks on an endless upload.
+        """
+        remaining = content_length
+        while remaining > 0:
+            data = self._input.read(min(remaining, 65536))
+            if not data:
+                break
+            self.capture.add(data)
+            remaining -= len(data)

@@ -1,0 +1,42 @@
+"""Thread-safe counters behind ``stats()``."""
+
+from __future__ import annotations
+
+import threading
+from typing import Dict
+
+COUNTER_NAMES = (
+    "captured",
+    "sent",
+    "skipped",
+    "sampled_out",
+    "dropped_queue_full",
+    "dropped_mask_error",
+    "dropped_unserializable",
+    "failed",
+    "capture_errors",
+    "hook_errors",
+    "retries",
+)
+
+
+class Counters:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: Dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._values[name] += amount
+
+    def get(self, name: str) -> int:
+        return self._values[name]
+
+    def snapshot(self) -> Dict[str, int]:
+        with self._lock:
+            return dict(self._values)
+
+    def reset(self) -> None:
+        with self._lock:
+            for name in self._values:
+                self._values[name] = 0

@@ -1,0 +1,340 @@
+"""Bounded queue, batching sender threads, flush, shutdown and fork safety.
+
+The request path only appends a record to a deque under a lock. Sender threads, started lazily in
+the process that uses them, turn records into JSON (through the ``encode`` callable), batch them by
+count, bytes and age, and hand each batch to a Transport. A full queue drops the new record and
+counts it; nothing here ever blocks the app.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import os
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Callable, Deque, List, Optional, Tuple
+
+from .counters import Counters
+from .logs import LogOnce, logger
+from .record import ExchangeRecord
+from .transport import Response, Transport, TransportOptions, gzip_compress
+
+EVENTS_BATCH_PATH = "/v1/events/batch"
+
+
+@dataclass(frozen=True)
+class DispatchOptions:
+    queue_size: int = 10000
+    queue_max_bytes: int = 50_000_000
+    worker_count: int = 2
+    batch_size: int = 100
+    batch_timeout: float = 1.0
+    batch_max_bytes: int = 5_000_000
+    shutdown_timeout: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: object) -> DispatchOptions:
+        return cls(
+            queue_size=getattr(settings, "event_queue_size"),
+            queue_max_bytes=getattr(settings, "event_queue_max_bytes"),
+            worker_count=getattr(settings, "event_worker_count"),
+            batch_size=getattr(settings, "batch_size"),
+            batch_timeout=getattr(settings, "event_batch_timeout"),
+            batch_max_bytes=getattr(settings, "batch_max_bytes"),
+            shutdown_timeout=getattr(settings, "shutdown_timeout"),
+        )
+
+
+Encoder = Callable[[ExchangeRecord], Optional[bytes]]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        options: DispatchOptions,
+        transport_options: TransportOptions,
+        encode: Encoder,
+        counters: Counters,
+        on_config_etag: Optional[Callable[[str], None]] = None,
+    ) -> None:
+        self.options = options
+        self.transport_options = transport_options
+        self._encode = encode
+        self.counters = counters
+        self._on_config_etag = on_config_etag
+        self._problems = LogOnce()
+        self._reset_state()
+        _live_dispatchers.add(self)
+
+    def _reset_state(self) -> None:
+        """Fresh queue, locks and no threads: at construction and in a forked child."""
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._idle = threading.Condition(self._lock)
+        self._queue: Deque[Tuple[ExchangeRecord, int, float]] = collections.deque()
+        self._queued_bytes = 0
+        self._in_flight = 0
+        self._flush_requests = 0
+        self._stop = threading.Event()
+        self._workers: List[threading.Thread] = []
+        self._pid = os.getpid()
+        self._closed = False
+        self._last_etag: Optional[str] = None
+
+    # ------------------------------------------------------------------ request path
+
+    def put(self, record: ExchangeRecord) -> bool:
+        """Queues a record; False (and counted) when the queue is full or closed."""
+        size = record.approximate_size()
+        with self._lock:
+            if (
+                self._closed
+                or len(self._queue) >= self.options.queue_size
+                or self._queued_bytes + size > self.options.queue_max_bytes
+            ):
+                full = True
+            else:
+                full = False
+                self._queue.append((record, size, time.monotonic()))
+                self._queued_bytes += size
+                if len(self._queue) == self.options.batch_size:
+                    self._wake.notify()
+            if not self._workers and not self._closed:
+                self._start_workers()
+        if full:
+            self.counters.add("dropped_queue_full")
+            self._problems.log(
+                "queue-full",
+                30,
+                "event queue full (%d events / %d bytes bound); new events are dropped and counted",
+                self.options.queue_size,
+                self.options.queue_max_bytes,
+            )
+            return False
+        self.counters.add("captured")
+        return True
+
+    def _start_workers(self) -> None:
+        # Called with the lock held, on first use in this process.
+        for number in range(self.options.worker_count):
+            thread = threading.Thread(
+                target=self._run_worker, name=f"moesif-integrations-sender-{number}", daemon=True
+            )
+            self._workers.append(thread)
+            thread.start()
+
+    # ------------------------------------------------------------------ worker
+
+    def _take_batch(self) -> List[ExchangeRecord]:
+        """Waits until a batch is due (full, old enough, or a flush asked) and takes it."""
+        opts = self.options
+        with self._lock:
+            while True:
+                if self._stop.is_set() and not self._queue:
+                    return []
+                n = len(self._queue)
+                if n:
+                    age = time.monotonic() - self._queue[0][2]
+                    if n >= opts.batch_size or self._flush_requests or age >= opts.batch_timeout \
+                            or self._stop.is_set():
+                        break
+                    wait = opts.batch_timeout - age
+                else:
+                    wait = opts.batch_timeout
+                self._wake.wait(wait)
+            batch = []
+            queue = self._queue
+            for _ in range(min(opts.batch_size, len(queue))):
+                record, size, _enqueued = queue.popleft()
+                self._queued_bytes -= size
+                batch.append(record)
+            self._in_flight += len(batch)
+            if queue and (len(queue) >= opts.batch_size or self._flush_requests):
+                self._wake.notify()
+            return batch
+
+    def _done(self, count: int) -> None:
+        with self._lock:
+            self._in_flight -= count
+            if not self._queue and not self._in_flight:
+                self._idle.notify_all()
+
+    def _run_worker(self) -> None:
+        transport = Transport(self.transport_options, self._stop)
+        try:
+            while True:
+                batch = self._take_batch()
+                if not batch:
+                    if self._stop.is_set():
+                        return
+                    continue
+                try:
+                    self._send_records(transport, batch)
+                except Exception:  # a bug here must not kill the sender
+                    self.counters.add("failed", len(batch))
+                    self._problems.log("sender-bug", 40, "unexpected error while sending events",
+                                       exc_info=True)
+                finally:
+                    self._done(len(batch))
+        finally:
+            transport.close()
+
+    def _send_records(self, transport: Transport, records: List[ExchangeRecord]) -> None:
+        parts: List[bytes] = []
+        part_bytes = 0
+        limit = self.options.batch_max_bytes
+        for record in records:
+            encoded = self._encode(record)
+            if encoded is None:
+                continue
+            if parts and part_bytes + len(encoded) + 1 > limit:
+                self._send_batch(transport, parts)
+                parts, part_bytes = [], 0
+            parts.append(encoded)
+            part_bytes += len(encoded) + 1
+        if parts:
+            self._send_batch(transport, parts)
+
+    def _send_batch(self, transport: Transport, parts: List[bytes]) -> None:
+        payload = b"[" + b",".join(parts) + b"]"
+        level = self.transport_options.gzip_level
+        body = gzip_compress(payload, level) if level else payload
+        deadline = self._deadline
+        response = transport.request("POST", EVENTS_BATCH_PATH, body, gzipped=bool(level),
+                                     deadline=deadline)
+        if response.attempts > 1:
+            self.counters.add("retries", response.attempts - 1)
+        if response.ok:
+            self.counters.add("sent", len(parts))
+            self._note_etag(response)
+            return
+        if response.status == 413 and len(parts) > 1:
+            half = len(parts) // 2
+            self._send_batch(transport, parts[:half])
+            self._send_batch(transport, parts[half:])
+            return
+        self.counters.add("failed", len(parts))
+        self._report_failure(response, len(parts))
+
+    def _report_failure(self, response: Response, count: int) -> None:
+        if response.status == 401:
+            self._problems.log(
+                "unauthorized", 40,
+                "the collector refused the application id (401): check APPLICATION_ID; "
+                "%d events dropped", count,
+            )
+        elif response.status == 413:
+            self._problems.log("too-large", 30, "the collector refused an event as too large (413)")
+        elif response.status == 0:
+            self._problems.log(
+                "unreachable", 30, "collector unreachable after %d attempts (%s); %d events dropped",
+                response.attempts, response.error, count,
+            )
+        else:
+            self._problems.log(
+                f"status-{response.status}", 30,
+                "collector answered %d after %d attempts; %d events dropped",
+                response.status, response.attempts, count,
+            )
+
+    def _note_etag(self, response: Response) -> None:
+        etag = response.header("x-moesif-config-etag")
+        if etag and etag != self._last_etag:
+            changed = self._last_etag is not None
+            self._last_etag = etag
+            if changed and self._on_config_etag is not None:
+                try:
+                    self._on_config_etag(etag)
+                except Exception:
+                    self._problems.log("etag-callback", 30, "config refresh failed", exc_info=True)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    # While a flush with a time budget runs, retries must not wait past it.
+    _deadline: Optional[float] = None
+
+    def queued(self) -> int:
+        with self._lock:
+            return len(self._queue) + self._in_flight
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Sends what is queued now; True when the queue emptied within ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            if not self._queue and not self._in_flight:
+                return True
+            if not self._workers:
+                if self._closed:
+                    return False
+                self._start_workers()
+            self._flush_requests += 1
+            previous_deadline = self._deadline
+            if deadline is not None and (previous_deadline is None or deadline < previous_deadline):
+                self._deadline = deadline
+            self._wake.notify_all()
+            try:
+                while self._queue or self._in_flight:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._idle.wait(remaining)
+                return True
+            finally:
+                self._flush_requests -= 1
+                self._deadline = previous_deadline
+
+    def shutdown(self, timeout: Optional[float] = None) -> bool:
+        """Flushes within ``timeout`` (default SHUTDOWN_TIMEOUT), then stops the senders.
+
+        Returns True when everything was delivered; logs how many events were left otherwise.
+        """
+        if timeout is None:
+            timeout = self.options.shutdown_timeout
+        started = time.monotonic()
+        delivered = self.flush(timeout)
+        with self._lock:
+            self._closed = True
+            left = len(self._queue) + self._in_flight
+            self._stop.set()
+            self._wake.notify_all()
+            workers = list(self._workers)
+        for thread in workers:
+            remaining = max(0.0, timeout - (time.monotonic() - started))
+            thread.join(min(remaining, 1.0))
+        if left:
+            logger.warning("shutdown: %d events left unsent after %.1fs", left, timeout)
+        return delivered and not left
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's threads do not exist here and its queued records are the parent's to send.
+        self._reset_state()
+
+
+_live_dispatchers: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for dispatcher in list(_live_dispatchers):
+        dispatcher._after_fork_in_child()
+
+
+def _flush_at_exit() -> None:
+    dispatchers = [d for d in list(_live_dispatchers) if not d._closed]
+    if not dispatchers:
+        return
+    budget = max(d.options.shutdown_timeout for d in dispatchers)
+    deadline = time.monotonic() + budget
+    for dispatcher in dispatchers:
+        remaining = max(0.0, min(dispatcher.options.shutdown_timeout, deadline - time.monotonic()))
+        try:
+            dispatcher.shutdown(remaining)
+        except Exception:
+            logger.warning("at-exit flush failed", exc_info=True)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+atexit.register(_flush_at_exit)

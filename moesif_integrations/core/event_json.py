@@ -1,0 +1,68 @@
+"""One wire event -> compact UTF-8 JSON bytes, or a clear error for that one event."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import decimal
+import json
+import math
+import uuid
+from typing import Any, Dict, List
+
+
+class UnserializableEventError(ValueError):
+    """The event holds something JSON cannot carry; the worker drops this one event."""
+
+
+def _convert(value: Any) -> Any:
+    """``default`` hook: the common non-JSON types users put in metadata."""
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            raise ValueError("non-finite Decimal")
+        as_float = float(value)
+        # Keep the exact digits when a float would change them (money, long ids).
+        return (
+            as_float
+            if math.isfinite(as_float) and decimal.Decimal(repr(as_float)) == value
+            else str(value)
+        )
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, (set, frozenset)):
+        items: List[Any] = list(value)
+        return items
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+# One encoder for all events: json.dumps with options builds a new encoder per call. ``default``
+# costs nothing until a value needs it, so there is no separate fast path.
+_compact = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_convert
+)
+# For text with lone surrogates (from "\ud800" escapes in a JSON body), which UTF-8 cannot
+# encode: \u escapes carry it exactly as the client sent it.
+_ascii = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=True, allow_nan=False, default=_convert
+)
+
+
+def serialize_event(event: Dict[str, Any]) -> bytes:
+    """Compact JSON in UTF-8. Datetimes, dates and times become ISO strings, Decimals numbers
+    (strings when a float would change them), UUIDs strings, bytes base64, sets lists.
+
+    Raises UnserializableEventError for anything else, for NaN or Infinity (the collector
+    rejects them) and for cycles.
+    """
+    try:
+        text = _compact.encode(event)
+    except (TypeError, ValueError, RecursionError, OverflowError) as exc:
+        raise UnserializableEventError(str(exc)) from exc
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _ascii.encode(event).encode("ascii")

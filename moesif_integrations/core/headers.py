@@ -1,0 +1,290 @@
+"""Header names, joining and masking for wire events.
+
+Header *values* under WSGI are latin-1-decoded bytes (PEP 3333); clients routinely send UTF-8
+there. Values are re-decoded as UTF-8 so the event carries what the client meant and never
+carries text that cannot be encoded as JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from typing import Dict, FrozenSet, Iterable, Optional, Tuple
+
+# Canonical spellings that "capitalise each dash-separated word" gets wrong.
+_ODD_NAMES: Dict[str, str] = {
+    "www-authenticate": "WWW-Authenticate",
+    "etag": "ETag",
+    "dnt": "DNT",
+    "te": "TE",
+    "x-xss-protection": "X-XSS-Protection",
+    "content-md5": "Content-MD5",
+    "x-ua-compatible": "X-UA-Compatible",
+    "sec-websocket-key": "Sec-WebSocket-Key",
+    "sec-websocket-accept": "Sec-WebSocket-Accept",
+    "sec-websocket-version": "Sec-WebSocket-Version",
+    "sec-websocket-protocol": "Sec-WebSocket-Protocol",
+    "sec-websocket-extensions": "Sec-WebSocket-Extensions",
+    "sec-ch-ua": "Sec-CH-UA",
+    "sec-ch-ua-mobile": "Sec-CH-UA-Mobile",
+    "sec-ch-ua-platform": "Sec-CH-UA-Platform",
+}
+
+# Names come from clients, so the caches are bounded: past this size, names are computed
+# again instead of remembered (a client inventing names cannot grow memory).
+_CACHE_LIMIT = 2048
+_environ_names: Dict[str, Tuple[str, str]] = {}
+_canonical_names: Dict[str, str] = {}
+
+
+def canonical_header_name(name: str) -> str:
+    """``"x-forwarded-for"`` -> ``"X-Forwarded-For"``, with the odd ones (``ETag``) right."""
+    cached = _canonical_names.get(name)
+    if cached is not None:
+        return cached
+    lowered = name.lower()
+    result = _ODD_NAMES.get(lowered)
+    if result is None:
+        result = "-".join(word[:1].upper() + word[1:] for word in lowered.split("-"))
+    if len(_canonical_names) < _CACHE_LIMIT:
+        _canonical_names[name] = result
+    return result
+
+
+def _environ_name(key: str) -> Tuple[str, str]:
+    """(canonical name, lower-case name) of a WSGI environ key."""
+    cached = _environ_names.get(key)
+    if cached is not None:
+        return cached
+    bare = key[5:] if key.startswith("HTTP_") else key
+    name = canonical_header_name(fix_text(bare).replace("_", "-"))
+    result = (name, name.lower())
+    if len(_environ_names) < _CACHE_LIMIT:
+        _environ_names[key] = result
+    return result
+
+
+def header_name_from_environ_key(key: str) -> str:
+    """``HTTP_X_FORWARDED_FOR`` -> ``X-Forwarded-For``, ``CONTENT_TYPE`` -> ``Content-Type``."""
+    return _environ_name(key)[0]
+
+
+def fix_text(value: str) -> str:
+    """Re-decodes a WSGI latin-1 string holding UTF-8 bytes; always returns UTF-8-encodable text.
+
+    Bytes that are not UTF-8 become U+FFFD. Text that is not latin-1 at all (a framework that
+    already decoded properly) is kept, minus lone surrogates, which JSON encoding would reject.
+    """
+    if value.isascii():
+        return value
+    try:
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return raw.decode("utf-8", "replace")
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, str):
+        return fix_text(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return fix_text(str(value))
+
+
+def join_headers_indexed(
+    pairs: Iterable[Tuple[str, str]], from_environ: bool
+) -> Tuple[Dict[str, str], Dict[str, str]]:
+    """``join_headers`` plus the index it builds: lower-case name -> the key used in the dict."""
+    joined: Dict[str, str] = {}
+    index: Dict[str, str] = {}
+    for name, value in pairs:
+        if from_environ:
+            name, lowered = _environ_name(name)
+        else:
+            if type(name) is not str:
+                name = _as_text(name)
+            elif not name.isascii():
+                name = fix_text(name)
+            lowered = name.lower()
+        if type(value) is not str or not value.isascii():
+            value = _as_text(value)
+        key = index.get(lowered)
+        if key is None:
+            index[lowered] = name
+            joined[name] = value
+        else:
+            joined[key] = joined[key] + ", " + value
+    return joined, index
+
+
+def join_headers(pairs: Iterable[Tuple[str, str]], from_environ: bool) -> Dict[str, str]:
+    """Header pairs as one JSON object: repeated names (any case) joined with ``", "`` in order.
+
+    The first spelling seen names the entry. With ``from_environ`` the names are WSGI environ
+    keys and are turned into canonical header names; otherwise they are kept as the app or the
+    server spelt them.
+    """
+    return join_headers_indexed(pairs, from_environ)[0]
+
+
+def find_header(headers: Dict[str, str], lower_name: str) -> Optional[str]:
+    """A header's value by lower-case name, whatever the spelling in ``headers``."""
+    value = headers.get(canonical_header_name(lower_name))
+    if value is not None:
+        return value
+    for name, value in headers.items():
+        if name.lower() == lower_name:
+            return value
+    return None
+
+
+# ---------------------------------------------------------------------------------- masking
+
+_AUTHORIZATION = 1
+_COOKIE = 2
+_SET_COOKIE = 3
+_OPAQUE = 4
+
+_SENSITIVE_EXACT: Dict[str, int] = {
+    "authorization": _AUTHORIZATION,
+    "proxy-authorization": _AUTHORIZATION,
+    "cookie": _COOKIE,
+    "set-cookie": _SET_COOKIE,
+    "x-api-key": _OPAQUE,
+    "api-key": _OPAQUE,
+    "apikey": _OPAQUE,
+    "x-auth-token": _OPAQUE,
+    "x-access-token": _OPAQUE,
+    "x-amz-security-token": _OPAQUE,
+}
+_SENSITIVE_PARTS: Tuple[str, ...] = (
+    "api-key",
+    "api_key",
+    "apikey",
+    "secret",
+    "token",
+    "password",
+    "passwd",
+    "credential",
+    "session-id",
+    "sessionid",
+)
+# Names that contain a sensitive word but carry no credential.
+_NEVER_SENSITIVE: FrozenSet[str] = frozenset({"x-moesif-transaction-id"})
+
+# A scheme word worth keeping ("Bearer", "Basic", "AWS4-HMAC-SHA256"), then the credential.
+# Letters and dashes only (plus the one well-known scheme with digits), so the first half of a
+# "KEY SECRET" style value is not mistaken for a scheme and left in clear.
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z-]{0,23}|AWS4-HMAC-SHA256)\s+(\S.*)", re.DOTALL)
+# Where one Set-Cookie ends in a joined value: ", " followed by "name=" (an Expires date's
+# ", 21 Oct 2015" has no "=" before the next space, so it is not a split point).
+_NEXT_SET_COOKIE = re.compile(r",\s*(?=[^;,=\s]+=)")
+
+
+class HeaderMasker:
+    """Replaces credential-bearing header values with stable, keyed fingerprints.
+
+    Sensitive by default (``mask_sensitive``): ``Authorization``, ``Proxy-Authorization``,
+    ``Cookie``, ``Set-Cookie``, the common API-key headers (``X-Api-Key``, ``Api-Key``,
+    ``Apikey``, ``X-Auth-Token``, ``X-Access-Token``, ``X-Amz-Security-Token``) and any name
+    containing ``api-key``, ``api_key``, ``apikey``, ``secret``, ``token``, ``password``,
+    ``passwd``, ``credential``, ``session-id`` or ``sessionid``. That includes CSRF headers
+    (``X-CSRF-Token``): a fingerprint still shows whether the token was sent and whether it
+    changed, which is all analytics needs from it. ``X-Moesif-Transaction-Id`` is never masked.
+    ``extra_names`` (lower-case) are masked whatever ``mask_sensitive`` says.
+
+    A masked value becomes ``<masked:` + the first 16 hex digits of HMAC-SHA256(key, value) +
+    ``>``: the same credential always gives the same text (so one client's calls can be told
+    apart from another's), and the secret cannot be read back. Authorization values keep their
+    scheme word (``Bearer <masked:...>``); cookies keep their names (``a=<masked:...>; b=...``)
+    and Set-Cookie keeps its attributes (``Path``, ``Expires``, ...).
+    """
+
+    def __init__(self, mask_sensitive: bool, extra_names: Tuple[str, ...], key: bytes) -> None:
+        self._mask_sensitive = mask_sensitive
+        self._extra = frozenset(name.lower() for name in extra_names)
+        self._key = key
+        # Header name as spelt -> kind of masking (0: none); bounded like the name caches.
+        self._kinds: Dict[str, int] = {}
+
+    @property
+    def active(self) -> bool:
+        return self._mask_sensitive or bool(self._extra)
+
+    def kind_of(self, name: str) -> int:
+        kind = self._kinds.get(name)
+        if kind is not None:
+            return kind
+        lowered = name.lower()
+        kind = 0
+        if lowered in _NEVER_SENSITIVE:
+            kind = 0
+        elif self._mask_sensitive:
+            kind = _SENSITIVE_EXACT.get(lowered, 0)
+            if not kind and any(part in lowered for part in _SENSITIVE_PARTS):
+                kind = _OPAQUE
+        if not kind and lowered in self._extra:
+            kind = _SENSITIVE_EXACT.get(lowered, _OPAQUE)
+        if len(self._kinds) < _CACHE_LIMIT:
+            self._kinds[name] = kind
+        return kind
+
+    def is_masked(self, name: str) -> bool:
+        return self.kind_of(name) != 0
+
+    def fingerprint(self, secret: str) -> str:
+        digest = hmac.new(self._key, secret.encode("utf-8", "replace"), hashlib.sha256)
+        return "<masked:" + digest.hexdigest()[:16] + ">"
+
+    def mask(self, headers: Dict[str, str]) -> Dict[str, str]:
+        """Headers with sensitive values fingerprinted; ``headers`` itself is not changed."""
+        if not self._mask_sensitive and not self._extra:
+            return headers
+        masked: Optional[Dict[str, str]] = None
+        for name, value in headers.items():
+            kind = self.kind_of(name)
+            if not kind:
+                continue
+            if masked is None:
+                masked = dict(headers)
+            if kind == _AUTHORIZATION:
+                masked[name] = self._mask_authorization(value)
+            elif kind == _COOKIE:
+                masked[name] = self._mask_cookie(value)
+            elif kind == _SET_COOKIE:
+                masked[name] = ", ".join(
+                    self._mask_set_cookie(one) for one in _NEXT_SET_COOKIE.split(value)
+                )
+            else:
+                masked[name] = self.fingerprint(value)
+        return headers if masked is None else masked
+
+    def _mask_authorization(self, value: str) -> str:
+        match = _SCHEME.fullmatch(value.strip())
+        if match is None:
+            return self.fingerprint(value)
+        return match.group(1) + " " + self.fingerprint(match.group(2))
+
+    def _mask_cookie(self, value: str) -> str:
+        parts = []
+        for crumb in value.split(";"):
+            crumb = crumb.strip()
+            if not crumb:
+                continue
+            name, eq, cookie_value = crumb.partition("=")
+            if eq:
+                parts.append(name.strip() + "=" + self.fingerprint(cookie_value.strip()))
+            else:
+                parts.append(self.fingerprint(crumb))
+        return "; ".join(parts)
+
+    def _mask_set_cookie(self, value: str) -> str:
+        first, sep, attributes = value.partition(";")
+        name, eq, cookie_value = first.partition("=")
+        if not eq:
+            masked_first = self.fingerprint(first.strip())
+        else:
+            masked_first = name.strip() + "=" + self.fingerprint(cookie_value.strip())
+        return masked_first + sep + attributes

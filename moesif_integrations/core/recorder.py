@@ -1,0 +1,115 @@
+"""The core's one object per integration: settings, hooks, counters and delivery.
+
+Every adapter owns one Recorder. It knows no framework: adapters hand it raw records, it decides
+sampling, queues them, and its sender threads build, mask, serialise and deliver the events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any, Callable, Dict, Optional
+
+from .counters import Counters
+from .dispatch import DispatchOptions, Dispatcher
+from .events import (
+    EventBuilder,
+    EventOptions,
+    MaskEventError,
+    UnserializableEventError,
+    serialize_event,
+)
+from .logs import LogOnce, logger
+from .record import ExchangeRecord
+from .settings import Settings
+from .transport import TransportOptions
+
+
+class Recorder:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.apply_logging()
+        self.counters = Counters()
+        self._problems = LogOnce()
+        options = EventOptions.from_settings(settings)
+        self._builder = EventBuilder(options, fingerprint_key=fingerprint_key(settings))
+        self.dispatcher = Dispatcher(
+            DispatchOptions.from_settings(settings),
+            TransportOptions.from_settings(settings),
+            self._encode,
+            self.counters,
+        )
+        if settings.debug:
+            logger.debug(
+                "Moesif capture configured: collector %s, bodies %s, %d sender threads",
+                settings.base_uri, "on" if settings.log_body else "off",
+                settings.event_worker_count,
+            )
+
+    # ------------------------------------------------------------------ request path
+
+    def call_hook(self, name: str, hook: Callable[..., Any], *args: Any) -> Any:
+        """Calls a user hook; an exception is counted, logged (rate-limited) and means None."""
+        try:
+            return hook(*args)
+        except Exception as exc:
+            self.counters.add("hook_errors")
+            self._problems.log(
+                f"hook-{name}", logging.WARNING,
+                "%s raised %s; treated as returning nothing, the request goes on",
+                name, type(exc).__name__, exc_info=True,
+            )
+            return None
+
+    def capture_failed(self, where: str) -> None:
+        """Records a bug or bad input in the capture itself; the app's request is unaffected."""
+        self.counters.add("capture_errors")
+        self._problems.log(f"capture-{where}", logging.WARNING,
+                           "capture failed in %s; the request was served, its event may be lost",
+                           where, exc_info=True)
+
+    def submit(self, record: ExchangeRecord) -> None:
+        """Decides sampling, then queues the record for the sender threads."""
+        self.dispatcher.put(record)
+
+    def skip(self) -> None:
+        self.counters.add("skipped")
+
+    # ------------------------------------------------------------------ sender threads
+
+    def _encode(self, record: ExchangeRecord) -> Optional[bytes]:
+        try:
+            event = self._builder.build(record)
+        except MaskEventError:
+            self.counters.add("dropped_mask_error")
+            self._problems.log("mask", logging.WARNING,
+                               "MASK_EVENT_MODEL failed; the event was dropped (fails closed)",
+                               exc_info=True)
+            return None
+        try:
+            return serialize_event(event)
+        except UnserializableEventError as exc:
+            self.counters.add("dropped_unserializable")
+            self._problems.log("unserializable", logging.WARNING,
+                               "an event could not be serialised to JSON (%s); it was dropped",
+                               exc)
+            return None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        return self.dispatcher.flush(timeout)
+
+    def shutdown(self, timeout: Optional[float] = None) -> bool:
+        return self.dispatcher.shutdown(timeout)
+
+    def stats(self) -> Dict[str, int]:
+        stats = self.counters.snapshot()
+        stats["queued"] = self.dispatcher.queued()
+        return stats
+
+
+def fingerprint_key(settings: Settings) -> bytes:
+    """A per-application key for header fingerprints: stable across processes and restarts."""
+    return hashlib.sha256(b"moesif-integrations/header-fingerprint/" +
+                          settings.application_id.encode("utf-8")).digest()

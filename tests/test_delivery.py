@@ -1,0 +1,267 @@
+"""Delivery to the local collector: batching, retries, failures, bounds, fork and exit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Any, Callable, Dict, Iterator, List
+
+import pytest
+
+from moesif_integrations import MoesifMiddleware
+from moesif_integrations.collector import Collector
+from wsgi_client import call
+
+APP_ID = "delivery-app-id"
+
+
+def hello(environ: Dict[str, Any], start_response: Callable[..., Any]) -> List[bytes]:
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [b'{"hello": "world"}']
+
+
+@pytest.fixture
+def wrap(collector: Any) -> Iterator[Callable[..., MoesifMiddleware]]:
+    made: List[MoesifMiddleware] = []
+
+    def factory(url: str = "", **settings: Any) -> MoesifMiddleware:
+        options = {"APPLICATION_ID": APP_ID, "BASE_URI": url or collector.url,
+                   "EVENT_BATCH_TIMEOUT": 0.05, "RETRY_BACKOFF": 0.05}
+        options.update(settings)
+        middleware = MoesifMiddleware(hello, options)
+        made.append(middleware)
+        return middleware
+
+    yield factory
+    for middleware in made:
+        middleware.shutdown(timeout=1)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_events_go_in_batches_of_batch_size(wrap: Any, collector: Any) -> None:
+    app = wrap(BATCH_SIZE=50, EVENT_BATCH_TIMEOUT=5, EVENT_WORKER_COUNT=1)
+    for index in range(120):
+        call(app, "GET", f"/n/{index}")
+    assert app.flush(timeout=10)
+    assert len(collector.wait_for_events(120)) == 120
+    assert collector.request_count("/v1/events/batch") == 3
+    stats = app.stats()
+    assert stats["sent"] == 120 and stats["failed"] == 0 and stats["queued"] == 0
+
+
+def test_partial_batch_leaves_after_the_batch_timeout(wrap: Any, collector: Any) -> None:
+    app = wrap(BATCH_SIZE=100, EVENT_BATCH_TIMEOUT=0.3)
+    call(app)
+    started = time.monotonic()
+    collector.wait_for_events(1, timeout=5)
+    assert time.monotonic() - started < 2.0
+
+
+def test_transient_failures_are_retried_with_retry_after(wrap: Any, collector: Any) -> None:
+    collector.fail(503, retry_after=0.2, count=2)
+    app = wrap()
+    call(app)
+    started = time.monotonic()
+    assert app.flush(timeout=10)
+    assert time.monotonic() - started >= 0.4  # two Retry-After waits honoured
+    assert len(collector.wait_for_events(1)) == 1
+    assert collector.request_count("/v1/events/batch") == 3
+    assert app.stats()["retries"] == 2
+
+
+def test_retries_are_bounded_and_counted(wrap: Any, collector: Any) -> None:
+    collector.fail(500)
+    app = wrap(MAX_RETRIES=2)
+    for _ in range(3):
+        call(app)
+    app.flush(timeout=10)
+    stats = app.stats()
+    assert stats["failed"] == 3 and stats["sent"] == 0 and stats["queued"] == 0
+    assert collector.request_count("/v1/events/batch") == 3  # one batch, 1 + 2 retries
+    assert collector.event_count() == 0
+
+
+def test_wrong_application_id_is_logged_once_and_not_retried(collector: Any, caplog: Any) -> None:
+    strict = Collector(port=0, db_path=":memory:", application_ids={"the-right-id"}).start()
+    try:
+        app = MoesifMiddleware(hello, {"APPLICATION_ID": "the-wrong-id", "BASE_URI": strict.url,
+                                       "EVENT_BATCH_TIMEOUT": 0.05})
+        caplog.set_level(logging.ERROR, logger="moesif_integrations")
+        for _ in range(3):
+            call(app)
+            app.flush(timeout=5)
+        assert strict.request_count("/v1/events/batch") == 3
+        errors = [r for r in caplog.records if "401" in r.getMessage()]
+        assert len(errors) == 1 and "APPLICATION_ID" in errors[0].getMessage()
+        assert "the-wrong-id" not in errors[0].getMessage()
+        assert app.stats()["failed"] == 3
+        app.shutdown(1)
+    finally:
+        strict.stop()
+
+
+def test_payload_too_large_splits_the_batch(wrap: Any, collector: Any) -> None:
+    collector.fail(413, count=1)
+    app = wrap(BATCH_SIZE=10, EVENT_BATCH_TIMEOUT=5, EVENT_WORKER_COUNT=1)
+    for _ in range(10):
+        call(app)
+    assert app.flush(timeout=10)
+    assert len(collector.wait_for_events(10)) == 10
+    assert collector.request_count("/v1/events/batch") == 3
+
+
+def test_collector_down_then_back(wrap: Any) -> None:
+    port = free_port()
+    app = wrap(url=f"http://127.0.0.1:{port}", MAX_RETRIES=20, RETRY_BACKOFF=0.1,
+               RETRY_MAX_DELAY=0.3, EVENT_QUEUE_SIZE=1000)
+    for _ in range(200):
+        call(app)
+    time.sleep(0.5)
+    assert app.stats()["sent"] == 0
+    revived = Collector(port=port, db_path=":memory:").start()
+    try:
+        assert app.flush(timeout=20), app.stats()
+        assert len(revived.wait_for_events(200)) == 200
+        stats = app.stats()
+        assert stats["sent"] == 200 and stats["failed"] == 0 and stats["retries"] > 0
+    finally:
+        revived.stop()
+
+
+def test_hanging_collector_never_slows_the_app(wrap: Any, collector: Any) -> None:
+    collector.hang()
+    app = wrap(READ_TIMEOUT=30, EVENT_QUEUE_SIZE=100)
+    durations = []
+    for _ in range(300):
+        started = time.perf_counter()
+        call(app)
+        durations.append(time.perf_counter() - started)
+    durations.sort()
+    assert durations[len(durations) // 2] < 0.005
+    assert durations[-1] < 0.1
+    stats = app.stats()
+    # The first batch hangs in a sender; the queue fills to its bound and the rest is counted.
+    assert stats["captured"] + stats["dropped_queue_full"] == 300
+    assert stats["dropped_queue_full"] > 0
+    started = time.monotonic()
+    assert app.shutdown(timeout=1) is False
+    assert time.monotonic() - started < 2.0
+    collector.heal()
+
+
+def test_queue_bound_in_bytes(wrap: Any, collector: Any) -> None:
+    collector.hang()
+
+    def big(environ: Dict[str, Any], start_response: Any) -> List[bytes]:
+        start_response("200 OK", [])
+        return [b"x" * 90_000]
+
+    app = MoesifMiddleware(big, {"APPLICATION_ID": APP_ID, "BASE_URI": collector.url,
+                                 "EVENT_QUEUE_MAX_BYTES": 1_000_000, "EVENT_BATCH_TIMEOUT": 30})
+    for _ in range(30):
+        call(app)
+    stats = app.stats()
+    assert stats["captured"] == 11  # 11 x ~91 KB fit in 1 MB
+    assert stats["dropped_queue_full"] == 19
+    app.shutdown(timeout=0.5)
+    collector.heal()
+
+
+def test_unreachable_collector_gives_up_without_blocking(wrap: Any) -> None:
+    app = wrap(url=f"http://127.0.0.1:{free_port()}", MAX_RETRIES=1)
+    started = time.perf_counter()
+    call(app)
+    assert time.perf_counter() - started < 0.05
+    app.flush(timeout=5)
+    assert app.stats()["failed"] == 1
+
+
+def run_script(code: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [os.path.dirname(__file__)] + sys.path)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def test_exit_flushes_what_is_queued(collector: Any) -> None:
+    done = run_script(f"""
+        from moesif_integrations import MoesifMiddleware
+        from wsgi_client import call
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            return [b"bye"]
+        mw = MoesifMiddleware(app, {{"APPLICATION_ID": "x", "BASE_URI": "{collector.url}",
+                                   "EVENT_BATCH_TIMEOUT": 60}})
+        for _ in range(25):
+            call(mw)
+    """)
+    assert done.returncode == 0, done.stderr
+    assert len(collector.wait_for_events(25)) == 25
+
+
+def test_exit_with_a_hanging_collector_is_bounded(collector: Any) -> None:
+    collector.hang()
+    started = time.monotonic()
+    done = run_script(f"""
+        import logging
+        logging.basicConfig(level=logging.WARNING)
+        from moesif_integrations import MoesifMiddleware
+        from wsgi_client import call
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            return [b"bye"]
+        mw = MoesifMiddleware(app, {{"APPLICATION_ID": "x", "BASE_URI": "{collector.url}",
+                                   "SHUTDOWN_TIMEOUT": 1.5, "READ_TIMEOUT": 60}})
+        for _ in range(10):
+            call(mw)
+    """)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert elapsed < 1.5 + 1.0 + 1.5  # budget + a second + interpreter start-up
+    assert "10 events left unsent" in done.stderr
+    collector.heal()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_delivers_its_own_events(wrap: Any, collector: Any) -> None:
+    app = wrap()
+    call(app, "GET", "/parent")
+    assert app.flush(timeout=5)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            for _ in range(5):
+                call(app, "GET", "/child")
+            code = 0 if app.flush(timeout=10) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    events = collector.wait_for_events(6)
+    paths = sorted(e["request"]["uri"].rsplit("/", 1)[1] for e in events)
+    assert paths == ["child"] * 5 + ["parent"]
+
+
+def test_gzip_and_headers_on_the_wire(wrap: Any, collector: Any) -> None:
+    app = wrap()
+    call(app)
+    app.flush(timeout=5)
+    collector.wait_for_events(1)
+    received = collector.last_request_headers("/v1/events/batch")
+    assert received["content-encoding"] == "gzip"
+    assert received["x-moesif-application-id"] == APP_ID
+    assert received["user-agent"].startswith("moesif-integrations-python/")
+    assert json.loads(json.dumps(received))  # plain strings
