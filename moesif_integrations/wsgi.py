@@ -18,8 +18,12 @@ __all__ = ["MoesifMiddleware"]
 class MoesifMiddleware:
     """Records every request to ``app`` as a Moesif event and ships it in the background."""
 
-    def __init__(self, app: WSGIApp, settings: Union[Mapping[str, Any], Settings, None] = None,
-                 **options: Any) -> None:
+    def __init__(
+        self,
+        app: WSGIApp,
+        settings: Union[Mapping[str, Any], Settings, None] = None,
+        **options: Any,
+    ) -> None:
         if isinstance(settings, Settings):
             if options:
                 settings = settings.merged(options)

@@ -13,10 +13,10 @@ import time
 from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
+from wsgi_client import call
 
 from moesif_integrations import MoesifMiddleware
 from moesif_integrations.collector import Collector
-from wsgi_client import call
 
 APP_ID = "delivery-app-id"
 
@@ -31,8 +31,12 @@ def wrap(collector: Any) -> Iterator[Callable[..., MoesifMiddleware]]:
     made: List[MoesifMiddleware] = []
 
     def factory(url: str = "", **settings: Any) -> MoesifMiddleware:
-        options = {"APPLICATION_ID": APP_ID, "BASE_URI": url or collector.url,
-                   "EVENT_BATCH_TIMEOUT": 0.05, "RETRY_BACKOFF": 0.05}
+        options = {
+            "APPLICATION_ID": APP_ID,
+            "BASE_URI": url or collector.url,
+            "EVENT_BATCH_TIMEOUT": 0.05,
+            "RETRY_BACKOFF": 0.05,
+        }
         options.update(settings)
         middleware = MoesifMiddleware(hello, options)
         made.append(middleware)
@@ -95,8 +99,10 @@ def test_retries_are_bounded_and_counted(wrap: Any, collector: Any) -> None:
 def test_wrong_application_id_is_logged_once_and_not_retried(collector: Any, caplog: Any) -> None:
     strict = Collector(port=0, db_path=":memory:", application_ids={"the-right-id"}).start()
     try:
-        app = MoesifMiddleware(hello, {"APPLICATION_ID": "the-wrong-id", "BASE_URI": strict.url,
-                                       "EVENT_BATCH_TIMEOUT": 0.05})
+        app = MoesifMiddleware(
+            hello,
+            {"APPLICATION_ID": "the-wrong-id", "BASE_URI": strict.url, "EVENT_BATCH_TIMEOUT": 0.05},
+        )
         caplog.set_level(logging.ERROR, logger="moesif_integrations")
         for _ in range(3):
             call(app)
@@ -123,8 +129,13 @@ def test_payload_too_large_splits_the_batch(wrap: Any, collector: Any) -> None:
 
 def test_collector_down_then_back(wrap: Any) -> None:
     port = free_port()
-    app = wrap(url=f"http://127.0.0.1:{port}", MAX_RETRIES=20, RETRY_BACKOFF=0.1,
-               RETRY_MAX_DELAY=0.3, EVENT_QUEUE_SIZE=1000)
+    app = wrap(
+        url=f"http://127.0.0.1:{port}",
+        MAX_RETRIES=20,
+        RETRY_BACKOFF=0.1,
+        RETRY_MAX_DELAY=0.3,
+        EVENT_QUEUE_SIZE=1000,
+    )
     for _ in range(200):
         call(app)
     time.sleep(0.5)
@@ -167,8 +178,15 @@ def test_queue_bound_in_bytes(wrap: Any, collector: Any) -> None:
         start_response("200 OK", [])
         return [b"x" * 90_000]
 
-    app = MoesifMiddleware(big, {"APPLICATION_ID": APP_ID, "BASE_URI": collector.url,
-                                 "EVENT_QUEUE_MAX_BYTES": 1_000_000, "EVENT_BATCH_TIMEOUT": 30})
+    app = MoesifMiddleware(
+        big,
+        {
+            "APPLICATION_ID": APP_ID,
+            "BASE_URI": collector.url,
+            "EVENT_QUEUE_MAX_BYTES": 1_000_000,
+            "EVENT_BATCH_TIMEOUT": 30,
+        },
+    )
     for _ in range(30):
         call(app)
     stats = app.stats()
@@ -189,10 +207,14 @@ def test_unreachable_collector_gives_up_without_blocking(wrap: Any) -> None:
 
 def run_script(code: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [os.path.dirname(__file__)] + sys.path)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(__file__)] + sys.path)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def test_exit_flushes_what_is_queued(collector: Any) -> None:

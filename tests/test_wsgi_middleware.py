@@ -13,10 +13,10 @@ import uuid
 from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
+from wsgi_client import call, make_environ
 
 from moesif_integrations import ConfigurationError, MoesifMiddleware
 from moesif_integrations.wsgi import MoesifMiddleware as MiddlewareFromModule
-from wsgi_client import call, make_environ
 
 APP_ID = "test-app-id-0123456789"
 
@@ -50,8 +50,10 @@ def json_app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Lis
     length = environ.get("CONTENT_LENGTH") or ""
     received = environ["wsgi.input"].read(int(length)) if length.isdigit() else b""
     body = json.dumps({"ok": True, "echo": received.decode("utf-8", "replace")}).encode()
-    start_response("201 Created", [("Content-Type", "application/json"),
-                                   ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")])
+    start_response(
+        "201 Created",
+        [("Content-Type", "application/json"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")],
+    )
     return [body]
 
 
@@ -62,8 +64,14 @@ def test_same_class_from_package_and_module() -> None:
 def test_json_exchange_becomes_one_event(wrap: Any, collector: Any) -> None:
     app = wrap(json_app, API_VERSION="1.2.3")
     before = time.time()
-    result = call(app, "POST", "/items/5", body=b'{"a": 1}', query="x=1&y=2",
-                  headers={"Content-Type": "application/json", "X-Custom": "v"})
+    result = call(
+        app,
+        "POST",
+        "/items/5",
+        body=b'{"a": 1}',
+        query="x=1&y=2",
+        headers={"Content-Type": "application/json", "X-Custom": "v"},
+    )
     assert result.status_code == 201
     tid = result.header("X-Moesif-Transaction-Id")
     assert tid and uuid.UUID(tid).version == 4
@@ -106,13 +114,17 @@ def test_response_is_unchanged_but_for_the_transaction_header(wrap: Any) -> None
 def test_client_transaction_id_reused_only_when_uuid(wrap: Any, collector: Any) -> None:
     app = wrap(json_app)
     given = str(uuid.uuid4())
-    assert call(app, headers={"X-Moesif-Transaction-Id": given}).header(
-        "X-Moesif-Transaction-Id") == given
+    assert (
+        call(app, headers={"X-Moesif-Transaction-Id": given}).header("X-Moesif-Transaction-Id")
+        == given
+    )
     forged = call(app, headers={"X-Moesif-Transaction-Id": "'; drop table"})
     assert forged.header("X-Moesif-Transaction-Id") != "'; drop table"
     events = deliver(app, collector, 2)
     assert {e["transaction_id"] for e in events} == {
-        given, forged.header("X-Moesif-Transaction-Id")}
+        given,
+        forged.header("X-Moesif-Transaction-Id"),
+    }
 
 
 def test_body_the_app_never_read_is_captured(wrap: Any, collector: Any) -> None:
@@ -136,8 +148,9 @@ def test_chunked_upload_is_captured(wrap: Any, collector: Any) -> None:
 
     app = wrap(reading_app)
     payload = bytes(range(256)) * 4
-    env = make_environ("PUT", "/upload", payload, chunked=True,
-                       headers={"Transfer-Encoding": "chunked"})
+    env = make_environ(
+        "PUT", "/upload", payload, chunked=True, headers={"Transfer-Encoding": "chunked"}
+    )
     assert "CONTENT_LENGTH" not in env
     assert call(app, environ=env).body == b"1024"
     (event,) = deliver(app, collector)
@@ -153,8 +166,13 @@ def test_bodies_over_the_limit_become_a_marker(wrap: Any, collector: Any) -> Non
         return [b'{"data": "', big, b'"}']
 
     app = wrap(big_app, REQUEST_MAX_BODY_SIZE=1000, RESPONSE_MAX_BODY_SIZE=1000)
-    result = call(app, "POST", "/", body=b"[" + b"1," * 3000 + b"1]",
-                  headers={"Content-Type": "application/json"})
+    result = call(
+        app,
+        "POST",
+        "/",
+        body=b"[" + b"1," * 3000 + b"1]",
+        headers={"Content-Type": "application/json"},
+    )
     assert len(result.body) == 5012  # the client still gets everything
     (event,) = deliver(app, collector)
     response_marker = event["response"]["body"]
@@ -219,8 +237,9 @@ def test_close_called_exactly_once(wrap: Any, collector: Any) -> None:
     assert body.closed == 1
 
 
-def test_exception_while_iterating_is_recorded_as_500_and_reraised(wrap: Any,
-                                                                     collector: Any) -> None:
+def test_exception_while_iterating_is_recorded_as_500_and_reraised(
+    wrap: Any, collector: Any
+) -> None:
     body = ClosingBody([b"a", b"b"], fail_at=1)
 
     def app_(environ: Dict[str, Any], start_response: Any) -> ClosingBody:
@@ -235,8 +254,9 @@ def test_exception_while_iterating_is_recorded_as_500_and_reraised(wrap: Any,
     assert event["response"]["status"] == 500
 
 
-def test_exception_before_start_response_is_recorded_and_reraised(wrap: Any,
-                                                                    collector: Any) -> None:
+def test_exception_before_start_response_is_recorded_and_reraised(
+    wrap: Any, collector: Any
+) -> None:
     error = ValueError("app bug")
 
     def failing_app(environ: Dict[str, Any], start_response: Any) -> List[bytes]:
@@ -290,11 +310,14 @@ def test_hooks_called_once_each_with_moesifwsgi_signatures(wrap: Any, collector:
         seen["chunks"] = environ.get("moesif.response_body_chunks")
         return "user-42"
 
-    app = wrap(json_app, IDENTIFY_USER=identify_user,
-               IDENTIFY_COMPANY=counted("company", "comp-1"),
-               GET_SESSION_TOKEN=counted("session", "sess-1"),
-               GET_METADATA=counted("metadata", {"datacenter": "westus"}),
-               SKIP=counted("skip", False))
+    app = wrap(
+        json_app,
+        IDENTIFY_USER=identify_user,
+        IDENTIFY_COMPANY=counted("company", "comp-1"),
+        GET_SESSION_TOKEN=counted("session", "sess-1"),
+        GET_METADATA=counted("metadata", {"datacenter": "westus"}),
+        SKIP=counted("skip", False),
+    )
     call(app, "POST", "/", body=b'{"a": 1}', headers={"Content-Type": "application/json"})
     (event,) = deliver(app, collector)
     assert calls == {"user": 1, "company": 1, "session": 1, "metadata": 1, "skip": 1}
@@ -311,7 +334,8 @@ def test_hooks_called_once_each_with_moesifwsgi_signatures(wrap: Any, collector:
 
 
 def test_hooks_that_raise_are_logged_once_and_the_request_goes_on(
-        wrap: Any, collector: Any, caplog: Any) -> None:
+    wrap: Any, collector: Any, caplog: Any
+) -> None:
     def broken(*args: Any) -> Any:
         raise KeyError("hook bug")
 
@@ -324,7 +348,10 @@ def test_hooks_that_raise_are_logged_once_and_the_request_goes_on(
     assert app.stats()["hook_errors"] == 15
     lines = [r for r in caplog.records if r.name == "moesif_integrations"]
     assert sorted(r.getMessage().split()[0] for r in lines) == [
-        "GET_METADATA", "IDENTIFY_USER", "SKIP"]
+        "GET_METADATA",
+        "IDENTIFY_USER",
+        "SKIP",
+    ]
 
 
 def test_skip_records_nothing(wrap: Any, collector: Any) -> None:
@@ -338,8 +365,9 @@ def test_skip_records_nothing(wrap: Any, collector: Any) -> None:
     assert app.stats()["skipped"] == 1
 
 
-def test_user_from_jwt_with_url_safe_payload_and_masked_authorization(wrap: Any,
-                                                                       collector: Any) -> None:
+def test_user_from_jwt_with_url_safe_payload_and_masked_authorization(
+    wrap: Any, collector: Any
+) -> None:
     # A payload whose base64url form has '-' and '_' (the incumbent decodes it as plain base64).
     claims = {"sub": "user>>>???", "name": "ÿÿÿ"}
     payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
@@ -363,10 +391,20 @@ def test_masks_for_headers_and_body_fields(wrap: Any, collector: Any) -> None:
         start_response("200 OK", [("Content-Type", "application/json"), ("X-Internal", "v")])
         return [b'{"user": {"password": "p", "name": "n"}, "items": [{"ssn": "1"}]}']
 
-    app = wrap(app_, REQUEST_HEADER_MASKS=["X-Trace"], RESPONSE_HEADER_MASKS=["x-internal"],
-               REQUEST_BODY_MASKS=["card"], RESPONSE_BODY_MASKS=["password", "ssn"])
-    call(app, "POST", "/", body=b'{"card": "4111", "n": {"card": 1}}',
-         headers={"Content-Type": "application/json", "X-Trace": "abc"})
+    app = wrap(
+        app_,
+        REQUEST_HEADER_MASKS=["X-Trace"],
+        RESPONSE_HEADER_MASKS=["x-internal"],
+        REQUEST_BODY_MASKS=["card"],
+        RESPONSE_BODY_MASKS=["password", "ssn"],
+    )
+    call(
+        app,
+        "POST",
+        "/",
+        body=b'{"card": "4111", "n": {"card": 1}}',
+        headers={"Content-Type": "application/json", "X-Trace": "abc"},
+    )
     (event,) = deliver(app, collector)
     dumped = json.dumps(event)
     assert "4111" not in dumped and '"p"' not in dumped and '"1"' not in dumped
@@ -450,8 +488,13 @@ def test_binary_and_gzip_request_bodies(wrap: Any, collector: Any) -> None:
     binary = bytes(range(256))
     call(app, "POST", "/bin", body=binary, headers={"Content-Type": "application/octet-stream"})
     compressed = gzip.compress(b'{"zipped": true}')
-    call(app, "POST", "/gz", body=compressed,
-         headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    call(
+        app,
+        "POST",
+        "/gz",
+        body=compressed,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
     call(app, "POST", "/bad", body=b'{"not json', headers={"Content-Type": "application/json"})
     by_path = {e["request"]["uri"].rsplit("/", 1)[1]: e for e in deliver(app, collector, 3)}
     assert base64.b64decode(by_path["bin"]["request"]["body"]) == binary
@@ -480,12 +523,16 @@ def test_misconfiguration_fails_at_construction() -> None:
         MoesifMiddleware(json_app, {"APPLICATION_ID": "x", "IDENTIFY_USER": "not callable"})
 
 
-def test_debug_logs_never_show_the_app_id_or_bodies(wrap: Any, collector: Any,
-                                                      caplog: Any) -> None:
+def test_debug_logs_never_show_the_app_id_or_bodies(wrap: Any, collector: Any, caplog: Any) -> None:
     caplog.set_level(logging.DEBUG, logger="moesif_integrations")
     app = wrap(json_app, DEBUG=True)
-    call(app, "POST", "/", body=b"super-secret-body",
-         headers={"Authorization": "Bearer super-secret-token"})
+    call(
+        app,
+        "POST",
+        "/",
+        body=b"super-secret-body",
+        headers={"Authorization": "Bearer super-secret-token"},
+    )
     deliver(app, collector)
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert APP_ID not in text and "super-secret" not in text

@@ -26,9 +26,15 @@ class Result:
         return None
 
 
-def make_environ(method: str = "GET", path: str = "/", body: bytes = b"",
-                 headers: Optional[Dict[str, str]] = None, query: str = "",
-                 chunked: bool = False, **extra: Any) -> Dict[str, Any]:
+def make_environ(
+    method: str = "GET",
+    path: str = "/",
+    body: bytes = b"",
+    headers: Optional[Dict[str, str]] = None,
+    query: str = "",
+    chunked: bool = False,
+    **extra: Any,
+) -> Dict[str, Any]:
     environ: Dict[str, Any] = {
         "REQUEST_METHOD": method,
         "SCRIPT_NAME": "",
@@ -59,14 +65,21 @@ def make_environ(method: str = "GET", path: str = "/", body: bytes = b"",
     return environ
 
 
-def call(app: Callable[..., Iterable[bytes]], method: str = "GET", path: str = "/",
-         body: bytes = b"", headers: Optional[Dict[str, str]] = None,
-         environ: Optional[Dict[str, Any]] = None, **kwargs: Any) -> Result:
+def call(
+    app: Callable[..., Iterable[bytes]],
+    method: str = "GET",
+    path: str = "/",
+    body: bytes = b"",
+    headers: Optional[Dict[str, str]] = None,
+    environ: Optional[Dict[str, Any]] = None,
+    **kwargs: Any,
+) -> Result:
     env = environ if environ is not None else make_environ(method, path, body, headers, **kwargs)
     result = Result()
 
-    def start_response(status: str, response_headers: List[Tuple[str, str]],
-                       exc_info: Any = None) -> Callable[[bytes], None]:
+    def start_response(
+        status: str, response_headers: List[Tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
         result.status = status
         result.headers = list(response_headers)
         return result.chunks.append

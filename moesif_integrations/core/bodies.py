@@ -201,9 +201,8 @@ def encode_body(
     if is_json_type(content_type) or _looks_like_json(data):
         document = parse_json(data)
         if document is not None:
-            if masks:
-                return mask_json_fields(document.value, masks), "json"
-            return (document if keep_text else document.value), "json"
+            masked = bool(masks) and _mask_in_place(document.value, masks)
+            return (document if keep_text and not masked else document.value), "json"
     return _base64(data)
 
 
@@ -220,8 +219,14 @@ def mask_json_fields(value: Any, names: FrozenSet[str]) -> Any:
     Works in place (a parsed body belongs to the event) and returns ``value``. Iterative, so a
     deeply nested document cannot exhaust the stack.
     """
-    if not names:
-        return value
+    if names:
+        _mask_in_place(value, names)
+    return value
+
+
+def _mask_in_place(value: Any, names: FrozenSet[str]) -> bool:
+    """mask_json_fields; says whether anything was masked."""
+    masked = False
     pending: List[Any] = [value]
     while pending:
         item = pending.pop()
@@ -229,10 +234,11 @@ def mask_json_fields(value: Any, names: FrozenSet[str]) -> Any:
             for key, child in item.items():
                 if key in names:
                     item[key] = MASKED
+                    masked = True
                 elif isinstance(child, (dict, list)):
                     pending.append(child)
         elif isinstance(item, list):
             for child in item:
                 if isinstance(child, (dict, list)):
                     pending.append(child)
-    return value
+    return masked

@@ -15,12 +15,15 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Callable, Deque, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Deque, List, Optional, Tuple
 
 from .counters import Counters
 from .logs import LogOnce, logger
 from .record import ExchangeRecord
 from .transport import Response, Transport, TransportOptions, gzip_compress
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 EVENTS_BATCH_PATH = "/v1/events/batch"
 
@@ -36,15 +39,15 @@ class DispatchOptions:
     shutdown_timeout: float = 5.0
 
     @classmethod
-    def from_settings(cls, settings: object) -> DispatchOptions:
+    def from_settings(cls, settings: Settings) -> DispatchOptions:
         return cls(
-            queue_size=getattr(settings, "event_queue_size"),
-            queue_max_bytes=getattr(settings, "event_queue_max_bytes"),
-            worker_count=getattr(settings, "event_worker_count"),
-            batch_size=getattr(settings, "batch_size"),
-            batch_timeout=getattr(settings, "event_batch_timeout"),
-            batch_max_bytes=getattr(settings, "batch_max_bytes"),
-            shutdown_timeout=getattr(settings, "shutdown_timeout"),
+            queue_size=settings.event_queue_size,
+            queue_max_bytes=settings.event_queue_max_bytes,
+            worker_count=settings.event_worker_count,
+            batch_size=settings.batch_size,
+            batch_timeout=settings.event_batch_timeout,
+            batch_max_bytes=settings.batch_max_bytes,
+            shutdown_timeout=settings.shutdown_timeout,
         )
 
 
@@ -138,8 +141,12 @@ class Dispatcher:
                 n = len(self._queue)
                 if n:
                     age = time.monotonic() - self._queue[0][2]
-                    if n >= opts.batch_size or self._flush_requests or age >= opts.batch_timeout \
-                            or self._stop.is_set():
+                    if (
+                        n >= opts.batch_size
+                        or self._flush_requests
+                        or age >= opts.batch_timeout
+                        or self._stop.is_set()
+                    ):
                         break
                     wait = opts.batch_timeout - age
                 else:
@@ -175,8 +182,9 @@ class Dispatcher:
                     self._send_records(transport, batch)
                 except Exception:  # a bug here must not kill the sender
                     self.counters.add("failed", len(batch))
-                    self._problems.log("sender-bug", 40, "unexpected error while sending events",
-                                       exc_info=True)
+                    self._problems.log(
+                        "sender-bug", 40, "unexpected error while sending events", exc_info=True
+                    )
                 finally:
                     self._done(len(batch))
         finally:
@@ -203,8 +211,9 @@ class Dispatcher:
         level = self.transport_options.gzip_level
         body = gzip_compress(payload, level) if level else payload
         deadline = self._deadline
-        response = transport.request("POST", EVENTS_BATCH_PATH, body, gzipped=bool(level),
-                                     deadline=deadline)
+        response = transport.request(
+            "POST", EVENTS_BATCH_PATH, body, gzipped=bool(level), deadline=deadline
+        )
         if response.attempts > 1:
             self.counters.add("retries", response.attempts - 1)
         if response.ok:
@@ -222,22 +231,31 @@ class Dispatcher:
     def _report_failure(self, response: Response, count: int) -> None:
         if response.status == 401:
             self._problems.log(
-                "unauthorized", 40,
+                "unauthorized",
+                40,
                 "the collector refused the application id (401): check APPLICATION_ID; "
-                "%d events dropped", count,
+                "%d events dropped",
+                count,
             )
         elif response.status == 413:
             self._problems.log("too-large", 30, "the collector refused an event as too large (413)")
         elif response.status == 0:
             self._problems.log(
-                "unreachable", 30, "collector unreachable after %d attempts (%s); %d events dropped",
-                response.attempts, response.error, count,
+                "unreachable",
+                30,
+                "collector unreachable after %d attempts (%s); %d events dropped",
+                response.attempts,
+                response.error,
+                count,
             )
         else:
             self._problems.log(
-                f"status-{response.status}", 30,
+                f"status-{response.status}",
+                30,
                 "collector answered %d after %d attempts; %d events dropped",
-                response.status, response.attempts, count,
+                response.status,
+                response.attempts,
+                count,
             )
 
     def _note_etag(self, response: Response) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from .bodies import JsonDocument
+
 # Constructor keywords of moesifapi's models; anything else in our dicts rides around them.
 _EVENT_FIELDS = (
     "session_token",
@@ -39,7 +41,11 @@ class MaskEventError(Exception):
 
 
 def _pick(source: Dict[str, Any], fields: Tuple[str, ...]) -> Dict[str, Any]:
-    return {name: source[name] for name in fields if name in source}
+    picked = {name: source[name] for name in fields if name in source}
+    body = picked.get("body")
+    if isinstance(body, JsonDocument):
+        picked["body"] = body.value  # the hook edits values, not text
+    return picked
 
 
 def to_event_model(event: Dict[str, Any]) -> Any:

@@ -124,11 +124,15 @@ class EventBuilder:
 
     ``fingerprint_key`` keys the HMAC of masked header values (see HeaderMasker). Events carry
     ``body`` and ``transfer_encoding`` only when there is a body: the keys are left out, not
-    null. ``transaction_id`` is left out when there is none (transaction ids disabled).
+    null. ``transaction_id`` is left out when there is none (transaction ids disabled). A JSON
+    body is a ``JsonDocument`` (parsed value plus original text, see bodies.py) unless
+    MASK_EVENT_MODEL is set, in which case it is the plain parsed value the hook can edit.
     """
 
     def __init__(self, options: EventOptions, fingerprint_key: bytes) -> None:
         self._options = options
+        # The hook edits parsed bodies, so their original text would be stale.
+        self._keep_text = options.mask_event_model is None
         self._request_masker = HeaderMasker(
             options.mask_sensitive_headers, options.request_header_masks, fingerprint_key
         )
@@ -191,6 +195,7 @@ class EventBuilder:
                     request_headers,
                     request_index,
                     options.request_body_masks,
+                    self._keep_text,
                 )
             if record.response_body is not None:
                 _add_body(
@@ -201,6 +206,7 @@ class EventBuilder:
                     response_headers,
                     response_index,
                     options.response_body_masks,
+                    self._keep_text,
                 )
         # Masking last: identity and the bodies' content types read the headers as received.
         request["headers"] = self._request_masker.mask(request_headers)
@@ -232,6 +238,7 @@ def _add_body(
     headers: Dict[str, str],
     index: Dict[str, str],
     masks: FrozenSet[str],
+    keep_text: bool,
 ) -> None:
     content_type_key = index.get("content-type")
     encoding_key = index.get("content-encoding")
@@ -242,6 +249,7 @@ def _add_body(
         None if content_type_key is None else headers[content_type_key],
         None if encoding_key is None else headers[encoding_key],
         masks,
+        keep_text,
     )
     if transfer_encoding is not None:
         section["body"] = body

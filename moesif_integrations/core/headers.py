@@ -8,7 +8,6 @@ carries text that cannot be encoded as JSON.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 from typing import Dict, FrozenSet, Iterable, Optional, Tuple
 
@@ -183,6 +182,30 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z-]{0,23}|AWS4-HMAC-SHA256)\s+(\S.*)", re.
 _NEXT_SET_COOKIE = re.compile(r",\s*(?=[^;,=\s]+=)")
 
 
+class _KeyedHash:
+    """HMAC-SHA256 (RFC 2104) with the keyed inner and outer states computed once.
+
+    Equal to ``hmac.digest(key, message, "sha256")``, at a third of the cost: the stdlib sets
+    up an OpenSSL HMAC context on every call, which dominates for short header values.
+    """
+
+    _BLOCK = 64
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > self._BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(self._BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in key))
+        self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in key))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
 class HeaderMasker:
     """Replaces credential-bearing header values with stable, keyed fingerprints.
 
@@ -205,7 +228,7 @@ class HeaderMasker:
     def __init__(self, mask_sensitive: bool, extra_names: Tuple[str, ...], key: bytes) -> None:
         self._mask_sensitive = mask_sensitive
         self._extra = frozenset(name.lower() for name in extra_names)
-        self._key = key
+        self._fingerprints = _KeyedHash(key)
         # Header name as spelt -> kind of masking (0: none); bounded like the name caches.
         self._kinds: Dict[str, int] = {}
 
@@ -235,8 +258,8 @@ class HeaderMasker:
         return self.kind_of(name) != 0
 
     def fingerprint(self, secret: str) -> str:
-        digest = hmac.new(self._key, secret.encode("utf-8", "replace"), hashlib.sha256)
-        return "<masked:" + digest.hexdigest()[:16] + ">"
+        digest = self._fingerprints.digest(secret.encode("utf-8", "replace"))
+        return "<masked:" + digest[:8].hex() + ">"
 
     def mask(self, headers: Dict[str, str]) -> Dict[str, str]:
         """Headers with sensitive values fingerprinted; ``headers`` itself is not changed."""

@@ -6,7 +6,6 @@ gives None, never an exception.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import ipaddress
 import json
@@ -26,13 +25,18 @@ _URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
 
 
 def _b64decode_lenient(text: str) -> Optional[bytes]:
-    """base64 or base64url, padding optional; None when it is neither."""
+    """base64 or base64url, padding optional; None when it cannot be decoded.
+
+    Characters outside the alphabet are skipped rather than refused (binascii's non-strict
+    mode, several times faster than ``b64decode(validate=True)``): whatever they turn into must
+    still parse as JSON or contain a colon before anything is believed.
+    """
     text = text.strip().rstrip("=").translate(_URLSAFE_TO_STANDARD)
     if not text or len(text) % 4 == 1:
         return None
     try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
+        return binascii.a2b_base64(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII text
         return None
 
 

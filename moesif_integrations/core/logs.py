@@ -24,7 +24,9 @@ class LogOnce:
         # key -> (time of the last line, repeats suppressed since)
         self._seen: Dict[str, Tuple[float, int]] = {}
 
-    def log(self, key: str, level: int, message: str, *args: object, exc_info: bool = False) -> bool:
+    def log(
+        self, key: str, level: int, message: str, *args: object, exc_info: bool = False
+    ) -> bool:
         now = time.monotonic()
         with self._lock:
             last, suppressed = self._seen.get(key, (None, 0))

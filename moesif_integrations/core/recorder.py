@@ -11,7 +11,8 @@ import logging
 from typing import Any, Callable, Dict, Optional
 
 from .counters import Counters
-from .dispatch import DispatchOptions, Dispatcher
+from .governance import Block
+from .dispatch import Dispatcher, DispatchOptions
 from .events import (
     EventBuilder,
     EventOptions,
@@ -42,7 +43,8 @@ class Recorder:
         if settings.debug:
             logger.debug(
                 "Moesif capture configured: collector %s, bodies %s, %d sender threads",
-                settings.base_uri, "on" if settings.log_body else "off",
+                settings.base_uri,
+                "on" if settings.log_body else "off",
                 settings.event_worker_count,
             )
 
@@ -55,18 +57,32 @@ class Recorder:
         except Exception as exc:
             self.counters.add("hook_errors")
             self._problems.log(
-                f"hook-{name}", logging.WARNING,
+                f"hook-{name}",
+                logging.WARNING,
                 "%s raised %s; treated as returning nothing, the request goes on",
-                name, type(exc).__name__, exc_info=True,
+                name,
+                type(exc).__name__,
+                exc_info=True,
             )
             return None
 
     def capture_failed(self, where: str) -> None:
         """Records a bug or bad input in the capture itself; the app's request is unaffected."""
         self.counters.add("capture_errors")
-        self._problems.log(f"capture-{where}", logging.WARNING,
-                           "capture failed in %s; the request was served, its event may be lost",
-                           where, exc_info=True)
+        self._problems.log(
+            f"capture-{where}",
+            logging.WARNING,
+            "capture failed in %s; the request was served, its event may be lost",
+            where,
+            exc_info=True,
+        )
+
+    def govern(self, record: ExchangeRecord) -> Optional[Block]:
+        """The governance seam, consulted before the app runs: a Block answers for the app.
+
+        No rules are loaded yet, so nothing is blocked.
+        """
+        return None
 
     def submit(self, record: ExchangeRecord) -> None:
         """Decides sampling, then queues the record for the sender threads."""
@@ -82,17 +98,23 @@ class Recorder:
             event = self._builder.build(record)
         except MaskEventError:
             self.counters.add("dropped_mask_error")
-            self._problems.log("mask", logging.WARNING,
-                               "MASK_EVENT_MODEL failed; the event was dropped (fails closed)",
-                               exc_info=True)
+            self._problems.log(
+                "mask",
+                logging.WARNING,
+                "MASK_EVENT_MODEL failed; the event was dropped (fails closed)",
+                exc_info=True,
+            )
             return None
         try:
             return serialize_event(event)
         except UnserializableEventError as exc:
             self.counters.add("dropped_unserializable")
-            self._problems.log("unserializable", logging.WARNING,
-                               "an event could not be serialised to JSON (%s); it was dropped",
-                               exc)
+            self._problems.log(
+                "unserializable",
+                logging.WARNING,
+                "an event could not be serialised to JSON (%s); it was dropped",
+                exc,
+            )
             return None
 
     # ------------------------------------------------------------------ lifecycle
@@ -111,5 +133,6 @@ class Recorder:
 
 def fingerprint_key(settings: Settings) -> bytes:
     """A per-application key for header fingerprints: stable across processes and restarts."""
-    return hashlib.sha256(b"moesif-integrations/header-fingerprint/" +
-                          settings.application_id.encode("utf-8")).digest()
+    return hashlib.sha256(
+        b"moesif-integrations/header-fingerprint/" + settings.application_id.encode("utf-8")
+    ).digest()

@@ -16,10 +16,13 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional
 from urllib.parse import urlsplit
 
 from .._version import __version__
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 USER_AGENT = f"moesif-integrations-python/{__version__}"
 
@@ -36,16 +39,16 @@ class TransportOptions:
     gzip_level: int = 1
 
     @classmethod
-    def from_settings(cls, settings: object) -> TransportOptions:
+    def from_settings(cls, settings: Settings) -> TransportOptions:
         return cls(
-            base_uri=getattr(settings, "base_uri"),
-            application_id=getattr(settings, "application_id"),
-            connect_timeout=getattr(settings, "connect_timeout"),
-            read_timeout=getattr(settings, "read_timeout"),
-            max_retries=getattr(settings, "max_retries"),
-            retry_backoff=getattr(settings, "retry_backoff"),
-            retry_max_delay=getattr(settings, "retry_max_delay"),
-            gzip_level=getattr(settings, "gzip_level"),
+            base_uri=settings.base_uri,
+            application_id=settings.application_id,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            max_retries=settings.max_retries,
+            retry_backoff=settings.retry_backoff,
+            retry_max_delay=settings.retry_max_delay,
+            gzip_level=settings.gzip_level,
         )
 
 
@@ -157,8 +160,9 @@ class Transport:
             )
         return self._conn
 
-    def request_once(self, method: str, path: str, body: Optional[bytes] = None,
-                     gzipped: bool = False) -> Response:
+    def request_once(
+        self, method: str, path: str, body: Optional[bytes] = None, gzipped: bool = False
+    ) -> Response:
         headers = dict(self._headers)
         if gzipped:
             headers["Content-Encoding"] = "gzip"
@@ -183,8 +187,14 @@ class Transport:
             return Response(raw.status, data, response_headers)
         return Response(0, error="connection closed")  # pragma: no cover - loop always returns
 
-    def request(self, method: str, path: str, body: Optional[bytes] = None, gzipped: bool = False,
-                deadline: Optional[float] = None) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Optional[bytes] = None,
+        gzipped: bool = False,
+        deadline: Optional[float] = None,
+    ) -> Response:
         """One request with bounded retries of transient failures.
 
         Stops retrying when the attempts are used up, when the next wait would pass ``deadline``

@@ -22,6 +22,7 @@ WSGIApp = Callable[[Dict[str, Any], StartResponse], Iterable[bytes]]
 ExcInfo = Any
 
 TRANSACTION_HEADER = "X-Moesif-Transaction-Id"
+EXCHANGE_ENVIRON_KEY = "moesif.exchange"
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
@@ -69,12 +70,17 @@ class WsgiCapture:
         self.api_version = settings.api_version
         self.has_identity_hooks = any(
             h is not None
-            for h in (self.identify_user, self.identify_company, self.get_session_token,
-                      self.get_metadata)
+            for h in (
+                self.identify_user,
+                self.identify_company,
+                self.get_session_token,
+                self.get_metadata,
+            )
         )
 
-    def __call__(self, app: WSGIApp, environ: Dict[str, Any],
-                 start_response: StartResponse) -> Iterable[bytes]:
+    def __call__(
+        self, app: WSGIApp, environ: Dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
         started = time.time()
         try:
             exchange = self.begin(environ, started)
@@ -108,7 +114,8 @@ class WsgiCapture:
             environ["HTTP_X_MOESIF_TRANSACTION_ID"] = transaction_id
             record.transaction_id = transaction_id
         record.request_headers = [
-            (key, value) for key, value in environ.items()
+            (key, value)
+            for key, value in environ.items()
             if key[:5] == "HTTP_" or key == "CONTENT_TYPE" or key == "CONTENT_LENGTH"
         ]
         record.request_headers_cgi = True
@@ -118,7 +125,10 @@ class WsgiCapture:
             if wsgi_input is not None:
                 tee = InputTee(wsgi_input, BodyCapture(self.request_limit))
                 environ["wsgi.input"] = tee
-        return WsgiExchange(self, environ, record, tee, transaction_id)
+        exchange = WsgiExchange(self, environ, record, tee, transaction_id)
+        # Adapters find the exchange here to add what their framework knows.
+        environ[EXCHANGE_ENVIRON_KEY] = exchange
+        return exchange
 
     # Adapters override these two to add what their framework knows.
     def framework_user(self, environ: Dict[str, Any]) -> Optional[str]:
@@ -133,11 +143,27 @@ class WsgiCapture:
 class WsgiExchange:
     """One request in flight. Finishes exactly once, whatever the server and the app do."""
 
-    __slots__ = ("capture", "environ", "record", "tee", "transaction_id", "status",
-                 "response_headers", "response_capture", "finished", "identified")
+    __slots__ = (
+        "capture",
+        "environ",
+        "record",
+        "tee",
+        "transaction_id",
+        "status",
+        "response_headers",
+        "response_capture",
+        "finished",
+        "identified",
+    )
 
-    def __init__(self, capture: WsgiCapture, environ: Dict[str, Any], record: ExchangeRecord,
-                 tee: Optional[InputTee], transaction_id: Optional[str]) -> None:
+    def __init__(
+        self,
+        capture: WsgiCapture,
+        environ: Dict[str, Any],
+        record: ExchangeRecord,
+        tee: Optional[InputTee],
+        transaction_id: Optional[str],
+    ) -> None:
         self.capture = capture
         self.environ = environ
         self.record = record
@@ -155,14 +181,17 @@ class WsgiExchange:
     def run(self, app: WSGIApp, start_response: StartResponse) -> Iterable[bytes]:
         outer = start_response
 
-        def capturing_start_response(status: str, headers: List[Tuple[str, str]],
-                                     exc_info: ExcInfo = None) -> Callable[[bytes], Any]:
+        def capturing_start_response(
+            status: str, headers: List[Tuple[str, str]], exc_info: ExcInfo = None
+        ) -> Callable[[bytes], Any]:
             self.status = status
             if self.transaction_id is not None:
                 headers = list(headers)
                 headers.append((TRANSACTION_HEADER, self.transaction_id))
             self.response_headers = headers
-            write = outer(status, headers, exc_info) if exc_info else outer(status, headers)
+            write: Callable[[bytes], Any] = (
+                outer(status, headers, exc_info) if exc_info else outer(status, headers)
+            )
             if self.response_capture is None:
                 return write
             body = self.response_capture
@@ -173,14 +202,27 @@ class WsgiExchange:
 
             return capturing_write
 
+        block = self.capture.recorder.govern(self.record)
+        if block is not None:
+            # Governance answers for the app: the app never runs, the event says who blocked it.
+            self.record.blocked_by = block.rule_id
+            body = block.body
+            if self.response_capture is not None:
+                self.response_capture.add(body)
+            capturing_start_response(block.status_line, list(block.headers))
+            self.finish(error=False)
+            return [body]
         try:
             result = app(self.environ, capturing_start_response)
         except BaseException:
             self.finish(error=True)
             raise
         file_wrapper = self.environ.get("wsgi.file_wrapper")
-        if file_wrapper is not None and isinstance(file_wrapper, type) and \
-                isinstance(result, file_wrapper):
+        if (
+            file_wrapper is not None
+            and isinstance(file_wrapper, type)
+            and isinstance(result, file_wrapper)
+        ):
             # sendfile must keep working: the wrapper goes back untouched, its body uncaptured.
             self.response_capture = None
             self.finish(error=False)
@@ -205,14 +247,19 @@ class WsgiExchange:
             call = capture.recorder.call_hook
             app = capture.hook_app
             if capture.identify_user is not None:
-                record.user_id = _as_text(call("IDENTIFY_USER", capture.identify_user, app,
-                                               environ, response_headers))
+                record.user_id = _as_text(
+                    call("IDENTIFY_USER", capture.identify_user, app, environ, response_headers)
+                )
             if capture.identify_company is not None:
-                record.company_id = _as_text(call("IDENTIFY_COMPANY", capture.identify_company,
-                                                  app, environ, response_headers))
+                record.company_id = _as_text(
+                    call(
+                        "IDENTIFY_COMPANY", capture.identify_company, app, environ, response_headers
+                    )
+                )
             if capture.get_session_token is not None:
-                record.session_token = _as_text(call("GET_SESSION_TOKEN",
-                                                     capture.get_session_token, app, environ))
+                record.session_token = _as_text(
+                    call("GET_SESSION_TOKEN", capture.get_session_token, app, environ)
+                )
             if capture.get_metadata is not None:
                 record.metadata = call("GET_METADATA", capture.get_metadata, app, environ)
         if record.user_id is None:
@@ -231,8 +278,11 @@ class WsgiExchange:
 
             capture = self.tee.capture
             body, _encoding = encode_body(
-                capture.value(), capture.size, capture.limit,
-                environ.get("CONTENT_TYPE"), environ.get("HTTP_CONTENT_ENCODING"),
+                capture.value(),
+                capture.size,
+                capture.limit,
+                environ.get("CONTENT_TYPE"),
+                environ.get("HTTP_CONTENT_ENCODING"),
             )
             environ["moesif.request_body"] = body
 
