@@ -13,6 +13,7 @@ import collections
 import os
 import threading
 import time
+from time import monotonic as _monotonic
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Deque, List, Optional, Tuple
@@ -79,6 +80,7 @@ class Dispatcher:
         self._idle = threading.Condition(self._lock)
         self._queue: Deque[Tuple[ExchangeRecord, int, float]] = collections.deque()
         self._queued_bytes = 0
+        self._captured = getattr(self, "_captured", 0)
         self._in_flight = 0
         self._flush_requests = 0
         self._stop = threading.Event()
@@ -92,33 +94,36 @@ class Dispatcher:
     def put(self, record: ExchangeRecord) -> bool:
         """Queues a record; False (and counted) when the queue is full or closed."""
         size = record.approximate_size()
+        opts = self.options
         with self._lock:
+            queue = self._queue
             if (
-                self._closed
-                or len(self._queue) >= self.options.queue_size
-                or self._queued_bytes + size > self.options.queue_max_bytes
+                len(queue) < opts.queue_size
+                and self._queued_bytes + size <= opts.queue_max_bytes
+                and not self._closed
             ):
-                full = True
-            else:
-                full = False
-                self._queue.append((record, size, time.monotonic()))
+                queue.append((record, size, _monotonic()))
                 self._queued_bytes += size
-                if len(self._queue) == self.options.batch_size:
+                self._captured += 1
+                if len(queue) == opts.batch_size:
                     self._wake.notify()
-            if not self._workers and not self._closed:
-                self._start_workers()
-        if full:
-            self.counters.add("dropped_queue_full")
-            self._problems.log(
-                "queue-full",
-                30,
-                "event queue full (%d events / %d bytes bound); new events are dropped and counted",
-                self.options.queue_size,
-                self.options.queue_max_bytes,
-            )
-            return False
-        self.counters.add("captured")
-        return True
+                if not self._workers:
+                    self._start_workers()
+                return True
+        self.counters.add("dropped_queue_full")
+        self._problems.log(
+            "queue-full",
+            30,
+            "event queue full (%d events / %d bytes bound); new events are dropped and counted",
+            opts.queue_size,
+            opts.queue_max_bytes,
+        )
+        return False
+
+    @property
+    def captured(self) -> int:
+        """Records accepted into the queue since start (counted under the queue's lock)."""
+        return self._captured
 
     def _start_workers(self) -> None:
         # Called with the lock held, on first use in this process.

@@ -229,6 +229,7 @@ class HeaderMasker:
         self._mask_sensitive = mask_sensitive
         self._extra = frozenset(name.lower() for name in extra_names)
         self._fingerprints = _KeyedHash(key)
+        self._fingerprint_cache: Dict[int, str] = {}
         # Header name as spelt -> kind of masking (0: none); bounded like the name caches.
         self._kinds: Dict[str, int] = {}
 
@@ -258,8 +259,17 @@ class HeaderMasker:
         return self.kind_of(name) != 0
 
     def fingerprint(self, secret: str) -> str:
+        # Keyed by the secret's hash, not the secret: the cache holds no credentials.
+        key = hash(secret)
+        cached = self._fingerprint_cache.get(key)
+        if cached is not None:
+            return cached
         digest = self._fingerprints.digest(secret.encode("utf-8", "replace"))
-        return "<masked:" + digest[:8].hex() + ">"
+        fingerprint = "<masked:" + digest[:8].hex() + ">"
+        if len(self._fingerprint_cache) >= _CACHE_LIMIT:
+            self._fingerprint_cache.clear()
+        self._fingerprint_cache[key] = fingerprint
+        return fingerprint
 
     def mask(self, headers: Dict[str, str]) -> Dict[str, str]:
         """Headers with sensitive values fingerprinted; ``headers`` itself is not changed."""

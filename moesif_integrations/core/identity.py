@@ -18,7 +18,8 @@ IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 # A credential longer than this is not decoded (a JWT is rarely over a few KB).
 _MAX_TOKEN = 16384
-_URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
+_USER_ID_CACHE = 1024
+_user_ids: Dict[Tuple[int, str], Optional[str]] = {}
 
 
 # ------------------------------------------------------------------------------ user id
@@ -31,7 +32,7 @@ def _b64decode_lenient(text: str) -> Optional[bytes]:
     mode, several times faster than ``b64decode(validate=True)``): whatever they turn into must
     still parse as JSON or contain a colon before anything is believed.
     """
-    text = text.strip().rstrip("=").translate(_URLSAFE_TO_STANDARD)
+    text = text.strip().rstrip("=").replace("-", "+").replace("_", "/")
     if not text or len(text) % 4 == 1:
         return None
     try:
@@ -113,6 +114,20 @@ def _user_id(headers: Dict[str, str], header_names: Tuple[str, ...], field: str)
             break
     if not value:
         return None
+    # Clients send the same credential again and again. The cache is keyed by the value's
+    # hash (and the claim name), so it keeps no credentials; str hashes are 64-bit and
+    # randomised per process, so a collision is not a practical concern.
+    key = (hash(value), field)
+    if key in _user_ids:
+        return _user_ids[key]
+    user_id = _decode_user_id(value, field)
+    if len(_user_ids) >= _USER_ID_CACHE:
+        _user_ids.clear()
+    _user_ids[key] = user_id
+    return user_id
+
+
+def _decode_user_id(value: str, field: str) -> Optional[str]:
     value = value.split(",", 1)[0].strip()
     if not value or len(value) > _MAX_TOKEN:
         return None

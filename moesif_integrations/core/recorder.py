@@ -127,6 +127,7 @@ class Recorder:
 
     def stats(self) -> Dict[str, int]:
         stats = self.counters.snapshot()
+        stats["captured"] = self.dispatcher.captured
         stats["queued"] = self.dispatcher.queued()
         return stats
 

@@ -23,6 +23,7 @@ ExcInfo = Any
 
 TRANSACTION_HEADER = "X-Moesif-Transaction-Id"
 EXCHANGE_ENVIRON_KEY = "moesif.exchange"
+_HEADER_KEY_PREFIXES = ("HTTP_", "CONTENT_TYPE", "CONTENT_LENGTH")
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
@@ -77,6 +78,12 @@ class WsgiCapture:
                 self.get_metadata,
             )
         )
+        # Only subclasses (adapters) know more than REMOTE_USER; the plain path skips two calls.
+        cls = type(self)
+        self.knows_framework_facts = (
+            cls.framework_user is not WsgiCapture.framework_user
+            or cls.framework_route is not WsgiCapture.framework_route
+        )
 
     def __call__(
         self, app: WSGIApp, environ: Dict[str, Any], start_response: StartResponse
@@ -114,13 +121,15 @@ class WsgiCapture:
             environ["HTTP_X_MOESIF_TRANSACTION_ID"] = transaction_id
             record.transaction_id = transaction_id
         record.request_headers = [
-            (key, value)
-            for key, value in environ.items()
-            if key[:5] == "HTTP_" or key == "CONTENT_TYPE" or key == "CONTENT_LENGTH"
+            item for item in environ.items() if item[0].startswith(_HEADER_KEY_PREFIXES)
         ]
         record.request_headers_cgi = True
         tee = None
-        if self.log_body:
+        # Most requests (GETs) have no body: no tee for them. A chunked upload names itself.
+        if self.log_body and (
+            environ.get("CONTENT_LENGTH", "0") not in ("0", "")
+            or "HTTP_TRANSFER_ENCODING" in environ
+        ):
             wsgi_input = environ.get("wsgi.input")
             if wsgi_input is not None:
                 tee = InputTee(wsgi_input, BodyCapture(self.request_limit))
@@ -262,10 +271,15 @@ class WsgiExchange:
                 )
             if capture.get_metadata is not None:
                 record.metadata = call("GET_METADATA", capture.get_metadata, app, environ)
-        if record.user_id is None:
-            record.user_id = capture.framework_user(environ)
-        if record.route is None:
-            record.route = capture.framework_route(environ)
+        if capture.knows_framework_facts:
+            if record.user_id is None:
+                record.user_id = capture.framework_user(environ)
+            if record.route is None:
+                record.route = capture.framework_route(environ)
+        elif record.user_id is None:
+            remote_user = environ.get("REMOTE_USER")
+            if remote_user:
+                record.user_id = str(remote_user)
 
     def _expose_bodies(self, response_headers: Dict[str, str]) -> None:
         """What moesifwsgi puts in environ for hooks; only built when a hook may read it."""
@@ -322,6 +336,10 @@ class WsgiExchange:
             record.response_body_size = self.response_capture.size
         record.response_headers = self.response_headers
         self.identify()
+        # environ and the exchange point at each other: break the cycle so that plain reference
+        # counting frees both, instead of leaving the work to the cyclic garbage collector.
+        if self.environ.get(EXCHANGE_ENVIRON_KEY) is self:
+            del self.environ[EXCHANGE_ENVIRON_KEY]
         self.capture.recorder.submit(record)
 
 
