@@ -201,9 +201,18 @@ def encode_body(
     if is_json_type(content_type) or _looks_like_json(data):
         document = parse_json(data)
         if document is not None:
-            masked = bool(masks) and _mask_in_place(document.value, masks)
+            masked = bool(masks) and _may_hold(document.text, masks)
+            masked = masked and _mask_in_place(document.value, masks)
             return (document if keep_text and not masked else document.value), "json"
     return _base64(data)
+
+
+def _may_hold(text: str, names: FrozenSet[str]) -> bool:
+    """False when no key in ``names`` can occur in the document, which spares the walk.
+
+    A key may be written with escapes ("pass\\u0077ord"), so any backslash means "maybe".
+    """
+    return "\\" in text or any(name in text for name in names)
 
 
 def _looks_like_json(data: bytes) -> bool:

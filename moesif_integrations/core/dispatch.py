@@ -13,9 +13,9 @@ import collections
 import os
 import threading
 import time
-from time import monotonic as _monotonic
 import weakref
 from dataclasses import dataclass
+from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Callable, Deque, List, Optional, Tuple
 
 from .counters import Counters

@@ -15,7 +15,7 @@ from .bodies import encode_body
 from .event_json import UnserializableEventError, serialize_event
 from .event_model import MaskEventError, apply_mask_event_model
 from .headers import HeaderMasker, fix_text, join_headers_indexed
-from .identity import IPNetwork, client_ip, user_id_from_authorization
+from .identity import ClientIpResolver, IPNetwork, user_id_from_authorization
 from .logs import LogOnce
 from .record import ExchangeRecord
 from .timefmt import format_time
@@ -119,6 +119,11 @@ def build_uri(scheme: str, host: str, path: str, query: str) -> str:
     return uri
 
 
+# Writing a JSON body back as its original text saves re-encoding it, but splicing costs more
+# than re-encoding a small body.
+_SPLICE_MIN_BYTES = 4096
+
+
 class EventBuilder:
     """Turns ExchangeRecords into wire events (plain dicts ready for ``serialize_event``).
 
@@ -133,6 +138,7 @@ class EventBuilder:
         self._options = options
         # The hook edits parsed bodies, so their original text would be stale.
         self._keep_text = options.mask_event_model is None
+        self._client_ip = ClientIpResolver(options.trusted_proxies)
         self._request_masker = HeaderMasker(
             options.mask_sensitive_headers, options.request_header_masks, fingerprint_key
         )
@@ -178,7 +184,7 @@ class EventBuilder:
             "verb": record.method,
             "headers": request_headers,
             "api_version": options.api_version,
-            "ip_address": client_ip(record.remote_addr, request_headers, options.trusted_proxies),
+            "ip_address": self._client_ip.resolve(record.remote_addr, request_headers),
         }
         response: Dict[str, Any] = {
             "time": format_time(record.response_time),
@@ -195,7 +201,7 @@ class EventBuilder:
                     request_headers,
                     request_index,
                     options.request_body_masks,
-                    self._keep_text,
+                    self._keep_text and len(record.request_body) > _SPLICE_MIN_BYTES,
                 )
             if record.response_body is not None:
                 _add_body(
@@ -206,7 +212,7 @@ class EventBuilder:
                     response_headers,
                     response_index,
                     options.response_body_masks,
-                    self._keep_text,
+                    self._keep_text and len(record.response_body) > _SPLICE_MIN_BYTES,
                 )
         # Masking last: identity and the bodies' content types read the headers as received.
         request["headers"] = self._request_masker.mask(request_headers)

@@ -30,6 +30,10 @@ _ODD_NAMES: Dict[str, str] = {
     "sec-ch-ua-platform": "Sec-CH-UA-Platform",
 }
 
+# Some CGI-style setups (Apache rewrite rules) pass Authorization under another key; moesifwsgi
+# read it there too.
+_ENVIRON_SPECIAL: Dict[str, str] = {"HTTP_CGI_AUTHORIZATION": "Authorization"}
+
 # Names come from clients, so the caches are bounded: past this size, names are computed
 # again instead of remembered (a client inventing names cannot grow memory).
 _CACHE_LIMIT = 2048
@@ -56,8 +60,10 @@ def _environ_name(key: str) -> Tuple[str, str]:
     cached = _environ_names.get(key)
     if cached is not None:
         return cached
-    bare = key[5:] if key.startswith("HTTP_") else key
-    name = canonical_header_name(fix_text(bare).replace("_", "-"))
+    name = _ENVIRON_SPECIAL.get(key)
+    if name is None:
+        bare = key[5:] if key.startswith("HTTP_") else key
+        name = canonical_header_name(fix_text(bare).replace("_", "-"))
     result = (name, name.lower())
     if len(_environ_names) < _CACHE_LIMIT:
         _environ_names[key] = result
@@ -180,6 +186,7 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z-]{0,23}|AWS4-HMAC-SHA256)\s+(\S.*)", re.
 # Where one Set-Cookie ends in a joined value: ", " followed by "name=" (an Expires date's
 # ", 21 Oct 2015" has no "=" before the next space, so it is not a split point).
 _NEXT_SET_COOKIE = re.compile(r",\s*(?=[^;,=\s]+=)")
+_COOKIE_SEPARATOR = re.compile(r"[;,]")
 
 
 class _KeyedHash:
@@ -218,11 +225,12 @@ class HeaderMasker:
     changed, which is all analytics needs from it. ``X-Moesif-Transaction-Id`` is never masked.
     ``extra_names`` (lower-case) are masked whatever ``mask_sensitive`` says.
 
-    A masked value becomes ``<masked:` + the first 16 hex digits of HMAC-SHA256(key, value) +
-    ``>``: the same credential always gives the same text (so one client's calls can be told
-    apart from another's), and the secret cannot be read back. Authorization values keep their
-    scheme word (``Bearer <masked:...>``); cookies keep their names (``a=<masked:...>; b=...``)
-    and Set-Cookie keeps its attributes (``Path``, ``Expires``, ...).
+    A masked value becomes ``<masked:XXXXXXXXXXXXXXXX>``, the first 16 hex digits of
+    HMAC-SHA256(key, value): the same credential always gives the same text (so one client's
+    calls can be told apart from another's), and the secret cannot be read back. Authorization
+    values keep their scheme word (``Bearer <masked:...>``); cookies keep their names
+    (``a=<masked:...>; b=<masked:...>``) and Set-Cookie keeps its attributes (``Path``,
+    ``Expires``, ...).
     """
 
     def __init__(self, mask_sensitive: bool, extra_names: Tuple[str, ...], key: bytes) -> None:
@@ -232,10 +240,6 @@ class HeaderMasker:
         self._fingerprint_cache: Dict[int, str] = {}
         # Header name as spelt -> kind of masking (0: none); bounded like the name caches.
         self._kinds: Dict[str, int] = {}
-
-    @property
-    def active(self) -> bool:
-        return self._mask_sensitive or bool(self._extra)
 
     def kind_of(self, name: str) -> int:
         kind = self._kinds.get(name)
@@ -254,9 +258,6 @@ class HeaderMasker:
         if len(self._kinds) < _CACHE_LIMIT:
             self._kinds[name] = kind
         return kind
-
-    def is_masked(self, name: str) -> bool:
-        return self.kind_of(name) != 0
 
     def fingerprint(self, secret: str) -> str:
         # Keyed by the secret's hash, not the secret: the cache holds no credentials.
@@ -302,7 +303,9 @@ class HeaderMasker:
 
     def _mask_cookie(self, value: str) -> str:
         parts = []
-        for crumb in value.split(";"):
+        # Cookie values cannot hold "," (RFC 6265), so it only appears where several Cookie
+        # headers (HTTP/2 sends one per cookie) were joined.
+        for crumb in _COOKIE_SEPARATOR.split(value):
             crumb = crumb.strip()
             if not crumb:
                 continue

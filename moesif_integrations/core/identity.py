@@ -9,7 +9,7 @@ from __future__ import annotations
 import binascii
 import ipaddress
 import json
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union, cast
 
 from .headers import find_header
 
@@ -19,7 +19,8 @@ IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 # A credential longer than this is not decoded (a JWT is rarely over a few KB).
 _MAX_TOKEN = 16384
 _USER_ID_CACHE = 1024
-_user_ids: Dict[Tuple[int, str], Optional[str]] = {}
+_user_ids: Dict[Tuple[int, str], object] = {}
+_NOT_CACHED = object()
 
 
 # ------------------------------------------------------------------------------ user id
@@ -118,8 +119,9 @@ def _user_id(headers: Dict[str, str], header_names: Tuple[str, ...], field: str)
     # hash (and the claim name), so it keeps no credentials; str hashes are 64-bit and
     # randomised per process, so a collision is not a practical concern.
     key = (hash(value), field)
-    if key in _user_ids:
-        return _user_ids[key]
+    cached = _user_ids.get(key, _NOT_CACHED)  # one lookup: another thread may clear the cache
+    if cached is not _NOT_CACHED:
+        return cast(Optional[str], cached)
     user_id = _decode_user_id(value, field)
     if len(_user_ids) >= _USER_ID_CACHE:
         _user_ids.clear()
@@ -243,3 +245,41 @@ def _client_ip(
         if not _is_trusted(address, trusted):
             break
     return str(answer)
+
+
+class ClientIpResolver:
+    """``client_ip`` for one TRUSTED_PROXIES setting, remembering each peer's verdict.
+
+    Network membership is slow pure-Python in ipaddress and the same few peers (the proxies,
+    or the clients themselves) come again and again, so the answer for a peer that is not a
+    trusted proxy is looked up by its text. The memory is bounded.
+    """
+
+    def __init__(self, trusted: Tuple[IPNetwork, ...]) -> None:
+        self._trusted = trusted
+        # remote_addr text -> the answer when the peer is not trusted, or None for a trusted
+        # peer (whose answer depends on the forwarding headers).
+        self._untrusted_peers: Dict[str, Optional[str]] = {}
+
+    def resolve(self, remote_addr: Optional[str], headers: Dict[str, str]) -> Optional[str]:
+        if not remote_addr:
+            return None
+        known = self._untrusted_peers.get(remote_addr, _UNSEEN)
+        if known is _UNSEEN:
+            peer = parse_ip(remote_addr)
+            trusted = self._trusted
+            if peer is None:
+                known = None
+            elif not trusted or not _is_trusted(peer, trusted):
+                known = str(peer)
+            else:
+                known = _TRUSTED_PEER
+            if len(self._untrusted_peers) < _PARSED_LIMIT:
+                self._untrusted_peers[remote_addr] = known
+        if known is _TRUSTED_PEER:
+            return client_ip(remote_addr, headers, self._trusted)
+        return known  # type: ignore[no-any-return]
+
+
+_UNSEEN: Any = object()
+_TRUSTED_PEER: Any = object()

@@ -11,7 +11,6 @@ import logging
 from typing import Any, Callable, Dict, Optional
 
 from .counters import Counters
-from .governance import Block
 from .dispatch import Dispatcher, DispatchOptions
 from .events import (
     EventBuilder,
@@ -20,6 +19,7 @@ from .events import (
     UnserializableEventError,
     serialize_event,
 )
+from .governance import Block
 from .logs import LogOnce, logger
 from .record import ExchangeRecord
 from .settings import Settings

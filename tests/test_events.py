@@ -1,0 +1,648 @@
+from __future__ import annotations
+
+import base64
+import datetime
+import decimal
+import gzip
+import hashlib
+import hmac
+import ipaddress
+import json
+import math
+import random
+import uuid
+from types import SimpleNamespace
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytest
+
+from moesif_integrations.core.bodies import JsonDocument
+from moesif_integrations.core.event_model import from_event_model, to_event_model
+from moesif_integrations.core.events import (
+    EventBuilder,
+    EventOptions,
+    MaskEventError,
+    UnserializableEventError,
+    build_uri,
+    serialize_event,
+)
+from moesif_integrations.core.headers import (
+    HeaderMasker,
+    header_name_from_environ_key,
+    join_headers,
+)
+from moesif_integrations.core.record import ExchangeRecord
+from moesif_integrations.core.timefmt import format_time
+
+KEY = b"k" * 32
+TXN = "dda3bbde-3c99-4e70-97f6-19c5310efd63"
+
+
+def fingerprint(secret: str, key: bytes = KEY) -> str:
+    return "<masked:" + hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()[:16] + ">"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+JWT = "eyJhbGciOiJIUzI1NiJ9." + b64url(b'{"sub": "user-42"}') + ".sig"
+
+
+# ------------------------------------------------------------------------------- time
+
+
+def test_format_time_matches_datetime_exactly() -> None:
+    rng = random.Random(7)
+    samples = [0.0, 1.0, 1764101115.585, 1764101115.9995, 1764101115.0004999, 1764101115.9999996]
+    samples += [rng.uniform(0, 4e9) for _ in range(20000)]
+    for epoch in samples:
+        expected = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+        assert format_time(epoch) == expected.isoformat(timespec="milliseconds")[:-6], epoch
+
+
+def test_format_time_shape() -> None:
+    assert format_time(1764101115.585) == "2025-11-25T20:05:15.585"
+    assert format_time(1764101116.0) == "2025-11-25T20:05:16.000"
+    # The cached second prefix must not leak into another second.
+    assert format_time(1764101115.001) == "2025-11-25T20:05:15.001"
+
+
+# ---------------------------------------------------------------------------- headers
+
+
+@pytest.mark.parametrize(
+    "key,name",
+    [
+        ("HTTP_X_FORWARDED_FOR", "X-Forwarded-For"),
+        ("CONTENT_TYPE", "Content-Type"),
+        ("CONTENT_LENGTH", "Content-Length"),
+        ("HTTP_HOST", "Host"),
+        ("HTTP_WWW_AUTHENTICATE", "WWW-Authenticate"),
+        ("HTTP_ETAG", "ETag"),
+        ("HTTP_DNT", "DNT"),
+        ("HTTP_TE", "TE"),
+        ("HTTP_X_XSS_PROTECTION", "X-XSS-Protection"),
+        ("HTTP_USER_AGENT", "User-Agent"),
+        ("HTTP_CGI_AUTHORIZATION", "Authorization"),
+    ],
+)
+def test_header_name_from_environ_key(key: str, name: str) -> None:
+    assert header_name_from_environ_key(key) == name
+    assert header_name_from_environ_key(key) == name  # and again, from the cache
+
+
+def test_repeated_headers_are_joined_in_order_first_spelling_kept() -> None:
+    pairs = [
+        ("Set-Cookie", "a=1; Path=/"),
+        ("Content-Type", "text/plain"),
+        ("set-cookie", "b=2"),
+        ("SET-COOKIE", "c=3"),
+    ]
+    assert join_headers(pairs, from_environ=False) == {
+        "Set-Cookie": "a=1; Path=/, b=2, c=3",
+        "Content-Type": "text/plain",
+    }
+
+
+def test_environ_pairs_get_header_names() -> None:
+    pairs = [("HTTP_ACCEPT", "a"), ("CONTENT_TYPE", "application/json"), ("HTTP_ACCEPT", "b")]
+    assert join_headers(pairs, from_environ=True) == {
+        "Accept": "a, b",
+        "Content-Type": "application/json",
+    }
+
+
+def test_wsgi_latin1_values_holding_utf8_are_redecoded() -> None:
+    wsgi_value = "caf\u00e9 \u2603".encode().decode("latin-1")  # how PEP 3333 hands it over
+    joined = join_headers([("X-Name", wsgi_value)], from_environ=False)
+    assert joined == {"X-Name": "caf\u00e9 \u2603"}
+
+
+def test_non_utf8_header_bytes_never_break_json() -> None:
+    wsgi_value = b"bad \xff\xfe bytes".decode("latin-1")
+    joined = join_headers([("HTTP_X_BAD", wsgi_value), ("X-Surrogate", "a\ud800b")], True)
+    assert joined["X-Bad"] == "bad \ufffd\ufffd bytes"
+    assert joined["X-Surrogate"] == "a?b"
+    json.dumps(joined, ensure_ascii=False).encode("utf-8")
+
+
+def test_non_string_header_values_become_text() -> None:
+    assert join_headers([("X-Bytes", b"v\xc3\xa9"), ("X-Int", 5)], False) == {  # type: ignore[list-item]
+        "X-Bytes": "v\u00e9",
+        "X-Int": "5",
+    }
+
+
+# ---------------------------------------------------------------------------- masking
+
+
+def masker(sensitive: bool = True, extra: Tuple[str, ...] = (), key: bytes = KEY) -> HeaderMasker:
+    return HeaderMasker(sensitive, extra, key)
+
+
+def test_fingerprint_is_keyed_hmac_sha256() -> None:
+    assert masker().fingerprint("s3cret") == fingerprint("s3cret")
+    long_key = b"x" * 100  # longer than the hash block: hashed first, as HMAC requires
+    assert masker(key=long_key).fingerprint("s3cret") == fingerprint("s3cret", long_key)
+
+
+def test_fingerprints_are_stable_and_distinct() -> None:
+    m = masker()
+    first = m.mask({"X-Api-Key": "key-one"})["X-Api-Key"]
+    assert first == m.mask({"X-Api-Key": "key-one"})["X-Api-Key"]
+    assert first == masker().mask({"x-api-key": "key-one"})["x-api-key"]
+    assert first != m.mask({"X-Api-Key": "key-two"})["X-Api-Key"]
+    assert first != masker(key=b"other").mask({"X-Api-Key": "key-one"})["X-Api-Key"]
+    assert "key-one" not in first
+
+
+def test_authorization_keeps_the_scheme() -> None:
+    m = masker()
+    masked = m.mask({"Authorization": "Bearer " + JWT, "Proxy-Authorization": "Basic dXNlcjpwdw=="})
+    assert masked["Authorization"] == "Bearer " + fingerprint(JWT)
+    assert masked["Proxy-Authorization"] == "Basic " + fingerprint("dXNlcjpwdw==")
+    assert m.mask({"Authorization": "opaque-token"}) == {
+        "Authorization": fingerprint("opaque-token")
+    }
+    # A "KEY SECRET" value: the first word is no scheme and is not left in clear.
+    masked_pair = m.mask({"Authorization": "AKIA1234 secret"})["Authorization"]
+    assert "AKIA1234" not in masked_pair
+
+
+def test_cookie_names_are_kept_values_fingerprinted() -> None:
+    masked = masker().mask({"Cookie": "session=abc123; theme=dark"})
+    assert masked == {"Cookie": f"session={fingerprint('abc123')}; theme={fingerprint('dark')}"}
+    # Two Cookie headers (HTTP/2 style) joined with ", ".
+    joined = join_headers([("HTTP_COOKIE", "a=1"), ("HTTP_COOKIE", "b=2")], from_environ=True)
+    assert masker().mask(joined) == {"Cookie": f"a={fingerprint('1')}; b={fingerprint('2')}"}
+
+
+def test_set_cookie_keeps_names_and_attributes_even_when_joined() -> None:
+    joined = join_headers(
+        [
+            ("Set-Cookie", "sid=s1; Expires=Wed, 21 Oct 2026 07:28:00 GMT; HttpOnly"),
+            ("Set-Cookie", "pref=p2; Path=/"),
+        ],
+        from_environ=False,
+    )
+    masked = masker().mask(joined)
+    assert masked["Set-Cookie"] == (
+        f"sid={fingerprint('s1')}; Expires=Wed, 21 Oct 2026 07:28:00 GMT; HttpOnly, "
+        f"pref={fingerprint('p2')}; Path=/"
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "X-Api-Key",
+        "Api-Key",
+        "apikey",
+        "X-Auth-Token",
+        "X-Access-Token",
+        "X-Amz-Security-Token",
+        "X-Client-Secret",
+        "X-My-Api_Key",
+        "X-Refresh-Token",
+        "X-CSRF-Token",
+        "X-Password",
+    ],
+)
+def test_api_key_like_headers_are_masked(name: str) -> None:
+    assert masker().mask({name: "value"}) == {name: fingerprint("value")}
+
+
+def test_ordinary_headers_are_not_masked() -> None:
+    headers = {
+        "X-Moesif-Transaction-Id": TXN,
+        "Content-Type": "application/json",
+        "User-Agent": "curl/8",
+        "WWW-Authenticate": 'Bearer realm="api"',
+    }
+    assert masker().mask(headers) == headers
+
+
+def test_masking_can_be_turned_off_except_for_extra_names() -> None:
+    headers = {"Authorization": "Bearer x", "X-Internal": "secret", "X-Other": "o"}
+    assert masker(sensitive=False).mask(headers) == headers
+    assert masker(sensitive=False, extra=("x-internal", "authorization")).mask(headers) == {
+        "Authorization": "Bearer " + fingerprint("x"),
+        "X-Internal": fingerprint("secret"),
+        "X-Other": "o",
+    }
+
+
+def test_mask_does_not_change_its_argument() -> None:
+    headers = {"Authorization": "Bearer x"}
+    masker().mask(headers)
+    assert headers == {"Authorization": "Bearer x"}
+
+
+# -------------------------------------------------------------------------------- uri
+
+
+def test_uri_parts() -> None:
+    assert build_uri("http", "api.example.com", "/items/5", "x=1&y=2") == (
+        "http://api.example.com/items/5?x=1&y=2"
+    )
+    assert build_uri("https", "h", "/app" + "/items", "") == "https://h/app/items"
+    assert build_uri("http", "h", "", "") == "http://h/"
+
+
+def test_uri_default_ports_are_left_out() -> None:
+    assert build_uri("http", "server.local:80", "/x", "") == "http://server.local/x"
+    assert build_uri("https", "server.local:443", "/x", "") == "https://server.local/x"
+    assert build_uri("http", "server.local:8080", "/x", "") == "http://server.local:8080/x"
+    assert build_uri("https", "server.local:80", "/x", "") == "https://server.local:80/x"
+    assert build_uri("http", "[::1]:80", "/x", "") == "http://[::1]/x"
+
+
+def test_uri_path_is_quoted_from_the_wsgi_bytes() -> None:
+    wsgi_path = "/caf\u00e9/a b".encode().decode("latin-1")
+    assert build_uri("http", "h", wsgi_path, "") == "http://h/caf%C3%A9/a%20b"
+    # PATH_INFO is decoded: "%", "?" and "#" in it are literal and must be escaped.
+    assert build_uri("http", "h", "/100%/a?b#c", "") == "http://h/100%25/a%3Fb%23c"
+    # Invalid UTF-8 survives exactly.
+    assert build_uri("http", "h", b"/\xff".decode("latin-1"), "") == "http://h/%FF"
+    # A framework that already decoded the path properly.
+    assert build_uri("http", "h", "/\u2603", "") == "http://h/%E2%98%83"
+
+
+def test_uri_query_keeps_its_escapes() -> None:
+    assert build_uri("http", "h", "/", "q=a%20b&r=%2F") == "http://h/?q=a%20b&r=%2F"
+    assert build_uri("http", "h", "/", "q=a b&p=100%") == "http://h/?q=a%20b&p=100%25"
+    assert build_uri("http", "h", "/", "a[]=1&b=x/y?z") == "http://h/?a[]=1&b=x/y?z"
+
+
+# ------------------------------------------------------------------------ the builder
+
+
+def record(**changes: Any) -> ExchangeRecord:
+    r = ExchangeRecord()
+    r.request_time = 1764101115.585
+    r.response_time = 1764101115.5869
+    r.method = "POST"
+    r.scheme = "https"
+    r.host = "api.example.com"
+    r.path = "/items/5"
+    r.query = "x=1"
+    r.request_headers = [
+        ("HTTP_HOST", "api.example.com"),
+        ("CONTENT_TYPE", "application/json"),
+        ("HTTP_AUTHORIZATION", "Bearer " + JWT),
+        ("HTTP_X_MOESIF_TRANSACTION_ID", "not-a-uuid"),
+    ]
+    r.request_headers_cgi = True
+    r.remote_addr = "203.0.113.7"
+    r.request_body = b'{"name": "ann", "password": "p"}'
+    r.request_body_size = len(r.request_body)
+    r.status = 201
+    r.response_headers = [
+        ("Content-Type", "application/json"),
+        ("Set-Cookie", "sid=1"),
+        ("Set-Cookie", "t=2"),
+        ("X-Moesif-Transaction-Id", TXN),
+    ]
+    r.response_body = b'{"ok": true}'
+    r.response_body_size = len(r.response_body)
+    r.transaction_id = TXN
+    r.company_id = "comp-1"
+    r.session_token = "sess-1"
+    r.metadata = {"datacenter": "westus"}
+    for name, value in changes.items():
+        setattr(r, name, value)
+    return r
+
+
+def plain(event: Any) -> Any:
+    """The event with JsonDocuments replaced by their values (what a reader of the JSON sees)."""
+    if isinstance(event, JsonDocument):
+        return event.value
+    if isinstance(event, dict):
+        return {key: plain(value) for key, value in event.items()}
+    if isinstance(event, list):
+        return [plain(value) for value in event]
+    return event
+
+
+def build(options: Optional[EventOptions] = None, **changes: Any) -> Dict[str, Any]:
+    return EventBuilder(options or EventOptions(), fingerprint_key=KEY).build(record(**changes))
+
+
+def test_the_whole_event() -> None:
+    event = build(EventOptions(api_version="1.2.3"))
+    assert plain(event) == {
+        "request": {
+            "time": "2025-11-25T20:05:15.585",
+            "uri": "https://api.example.com/items/5?x=1",
+            "verb": "POST",
+            "headers": {
+                "Host": "api.example.com",
+                "Content-Type": "application/json",
+                "Authorization": "Bearer " + fingerprint(JWT),
+                "X-Moesif-Transaction-Id": TXN,
+            },
+            "api_version": "1.2.3",
+            "ip_address": "203.0.113.7",
+            "body": {"name": "ann", "password": "p"},
+            "transfer_encoding": "json",
+        },
+        "response": {
+            "time": "2025-11-25T20:05:15.586",
+            "status": 201,
+            "headers": {
+                "Content-Type": "application/json",
+                "Set-Cookie": f"sid={fingerprint('1')}, t={fingerprint('2')}",
+                "X-Moesif-Transaction-Id": TXN,
+            },
+            "body": {"ok": True},
+            "transfer_encoding": "json",
+        },
+        "session_token": "sess-1",
+        "user_id": "user-42",
+        "company_id": "comp-1",
+        "metadata": {"datacenter": "westus"},
+        "direction": "Incoming",
+        "weight": 1,
+        "blocked_by": None,
+        "transaction_id": TXN,
+    }
+    assert json.loads(serialize_event(event)) == plain(event)
+
+
+def test_user_id_from_the_record_wins_over_the_header() -> None:
+    assert build(user_id="from-hook")["user_id"] == "from-hook"
+
+
+def test_user_id_is_read_before_masking_with_configured_header_and_field() -> None:
+    token = "x." + b64url(b'{"uid": 77}') + ".y"
+    options = EventOptions(
+        authorization_header_names=("x-user-token",), authorization_user_id_field="uid"
+    )
+    event = build(options, request_headers=[("HTTP_X_USER_TOKEN", token)])
+    assert event["user_id"] == "77"
+    assert event["request"]["headers"]["X-User-Token"] == fingerprint(token)
+
+
+def test_client_ip_behind_trusted_proxy() -> None:
+    options = EventOptions(trusted_proxies=(ipaddress.ip_network("10.0.0.0/8"),))
+    headers = [("HTTP_X_FORWARDED_FOR", "6.6.6.6, 198.51.100.4")]
+    assert (
+        build(options, remote_addr="10.0.0.9", request_headers=headers)["request"]["ip_address"]
+        == "198.51.100.4"
+    )
+    assert build(remote_addr="10.0.0.9", request_headers=headers)["request"]["ip_address"] == (
+        "10.0.0.9"
+    )
+    assert build(remote_addr=None)["request"]["ip_address"] is None
+
+
+def test_without_bodies_the_keys_are_absent() -> None:
+    event = build(request_body=None, response_body=None)
+    assert "body" not in event["request"] and "transfer_encoding" not in event["request"]
+    assert "body" not in event["response"] and "transfer_encoding" not in event["response"]
+    event = build(EventOptions(log_body=False))
+    assert "body" not in event["request"] and "body" not in event["response"]
+    event = build(request_body=b"", request_body_size=0)
+    assert "body" not in event["request"]
+
+
+def test_body_limits_masks_and_encodings() -> None:
+    options = EventOptions(
+        request_max_body_size=10,
+        response_body_masks=frozenset({"secret"}),
+    )
+    event = build(
+        options,
+        response_headers=[("content-type", "application/json"), ("content-encoding", "gzip")],
+        response_body=gzip.compress(b'{"secret": "s", "n": [{"secret": 1}]}'),
+        response_body_size=999,
+    )
+    assert event["request"]["body"] == {
+        "moesif_body_truncated": True,
+        "size": len(record().request_body or b""),
+        "limit": 10,
+        "content_type": "application/json",
+    }
+    assert event["response"]["body"] == {"secret": "<masked>", "n": [{"secret": "<masked>"}]}
+    assert event["response"]["transfer_encoding"] == "json"
+
+
+def test_binary_response_body_is_base64() -> None:
+    event = build(response_headers=[("Content-Type", "image/png")], response_body=b"\x89PNG")
+    assert event["response"]["body"] == base64.b64encode(b"\x89PNG").decode()
+    assert event["response"]["transfer_encoding"] == "base64"
+
+
+def test_transaction_id_header_added_once_and_omitted_when_disabled() -> None:
+    headers = build()["request"]["headers"]
+    assert [name for name in headers if name.lower() == "x-moesif-transaction-id"] == [
+        "X-Moesif-Transaction-Id"
+    ]
+    assert headers["X-Moesif-Transaction-Id"] == TXN
+    event = build(EventOptions(disabled_transaction_id=True), transaction_id=None)
+    assert "transaction_id" not in event
+    assert event["request"]["headers"]["X-Moesif-Transaction-Id"] == "not-a-uuid"
+
+
+def test_non_dict_metadata_is_dropped() -> None:
+    assert build(metadata=["not", "an", "object"])["metadata"] is None
+    assert build(metadata=None)["metadata"] is None
+
+
+def test_outgoing_record() -> None:
+    event = build(
+        direction="Outgoing",
+        request_headers=[("Accept", "*/*")],
+        request_headers_cgi=False,
+        remote_addr=None,
+        weight=4,
+        blocked_by="rule-1",
+    )
+    assert event["direction"] == "Outgoing"
+    assert event["request"]["headers"] == {"Accept": "*/*", "X-Moesif-Transaction-Id": TXN}
+    assert event["request"]["ip_address"] is None
+    assert event["weight"] == 4 and event["blocked_by"] == "rule-1"
+
+
+def test_options_from_settings() -> None:
+    net = ipaddress.ip_network("10.0.0.0/8")
+    hook = lambda event: event  # noqa: E731
+    settings = SimpleNamespace(
+        log_body=True,
+        api_version="2",
+        authorization_header_name=("authorization", "X-Token"),
+        authorization_user_id_field="UserId",
+        request_header_masks=("X-A",),
+        response_header_masks=(),
+        request_body_masks=("password",),
+        response_body_masks=(),
+        request_max_body_size=100,
+        response_max_body_size=200,
+        trusted_proxies=(net,),
+        mask_sensitive_headers=False,
+        mask_event_model=hook,
+        application_id="app",
+        disabled_transaction_id=False,
+    )
+    assert EventOptions.from_settings(settings) == EventOptions(
+        log_body=True,
+        api_version="2",
+        authorization_header_names=("authorization", "x-token"),
+        authorization_user_id_field="userid",
+        request_header_masks=("x-a",),
+        response_header_masks=(),
+        request_body_masks=frozenset({"password"}),
+        response_body_masks=frozenset(),
+        request_max_body_size=100,
+        response_max_body_size=200,
+        trusted_proxies=(net,),
+        mask_sensitive_headers=False,
+        mask_event_model=hook,
+        disabled_transaction_id=False,
+    )
+
+
+# ------------------------------------------------------------------------ MASK_EVENT_MODEL
+
+
+@pytest.fixture
+def moesifapi() -> Any:
+    return pytest.importorskip("moesifapi.models")
+
+
+def test_mask_event_model_identity_round_trip_is_exact(moesifapi: Any) -> None:
+    expected = plain(build())
+    masked = build(EventOptions(mask_event_model=lambda event: event))
+    assert masked == expected
+    assert "tags" not in masked and "ip_address" not in masked["response"]
+
+
+def test_mask_event_model_sees_an_event_model_and_its_changes_are_kept(moesifapi: Any) -> None:
+    seen: List[Any] = []
+
+    def hook(event: Any) -> Any:
+        seen.append(event)
+        event.request.body["password"] = None
+        event.response.headers.pop("Set-Cookie")
+        event.metadata["masked"] = True
+        event.tags = "a,b"
+        return event
+
+    masked = build(EventOptions(mask_event_model=hook))
+    assert isinstance(seen[0], moesifapi.EventModel)
+    assert isinstance(seen[0].request, moesifapi.EventRequestModel)
+    assert masked["request"]["body"] == {"name": "ann", "password": None}
+    assert "Set-Cookie" not in masked["response"]["headers"]
+    assert masked["metadata"] == {"datacenter": "westus", "masked": True}
+    assert masked["tags"] == "a,b"
+    assert masked["transaction_id"] == TXN
+    assert json.loads(serialize_event(masked)) == masked
+
+
+def test_mask_event_model_round_trip_keeps_fields_the_model_lacks(moesifapi: Any) -> None:
+    event = plain(build())
+    event["trace_id"] = "t-1"
+    event["request"]["extra"] = 5
+    assert from_event_model(to_event_model(event), event) == event
+
+
+def test_mask_event_model_failures_fail_closed(moesifapi: Any) -> None:
+    def raises(event: Any) -> Any:
+        raise RuntimeError("bug in the user's hook")
+
+    def breaks(event: Any) -> Any:
+        del event.request  # to_dictionary() can no longer work
+        return event
+
+    def drops_request(event: Any) -> Any:
+        event.request = None
+        return event
+
+    for hook in (raises, lambda event: None, lambda event: {"a": 1}, breaks, drops_request):
+        with pytest.raises(MaskEventError):
+            build(EventOptions(mask_event_model=hook))
+
+
+def test_mask_event_model_without_disabled_transaction_id_invents_nothing(moesifapi: Any) -> None:
+    options = EventOptions(mask_event_model=lambda event: event, disabled_transaction_id=True)
+    assert "transaction_id" not in build(options, transaction_id=None)
+
+
+# -------------------------------------------------------------------------- serialising
+
+
+def test_serialised_event_is_compact_utf8() -> None:
+    data = serialize_event({"a": "caf\u00e9 \u2603", "b": [1, 2.5, None, True]})
+    assert data == '{"a":"caf\u00e9 \u2603","b":[1,2.5,null,true]}'.encode()
+
+
+def test_json_documents_are_written_as_their_text() -> None:
+    # Small bodies are re-encoded (cheaper than splicing); large ones keep their own text.
+    assert not isinstance(build()["response"]["body"], JsonDocument)
+    big = json.dumps({"items": list(range(2000))}).encode()
+    event = build(response_body=big, response_body_size=len(big))
+    assert isinstance(event["response"]["body"], JsonDocument)
+    event["request"]["body"] = JsonDocument('{"spaced" :  [1,  2]}', {"spaced": [1, 2]})
+    data = serialize_event(event)
+    assert b'"body":{"spaced" :  [1,  2]}' in data
+    assert json.loads(data) == plain(event)
+
+
+def test_json_document_sections_alone() -> None:
+    doc = JsonDocument("[1]", [1])
+    assert json.loads(serialize_event({"request": {"body": doc}})) == {"request": {"body": [1]}}
+    assert json.loads(serialize_event({"response": {"body": doc}, "x": 1})) == {
+        "response": {"body": [1]},
+        "x": 1,
+    }
+
+
+def test_lone_surrogates_from_a_json_body_still_serialise() -> None:
+    event = build(response_body=b'{"s": "\\ud800"}')
+    data = serialize_event(event)
+    assert json.loads(data)["response"]["body"] == {"s": "\ud800"}
+    event["metadata"] = {"s": "\udc00"}
+    assert json.loads(serialize_event(event))["metadata"] == {"s": "\udc00"}
+
+
+def test_common_python_types_in_metadata() -> None:
+    ident = uuid.UUID(TXN)
+    metadata = {
+        "when": datetime.datetime(2026, 11, 25, 20, 5, 15, tzinfo=datetime.timezone.utc),
+        "day": datetime.date(2026, 11, 25),
+        "price": decimal.Decimal("19.99"),
+        "big": decimal.Decimal("12345678901234567890.123"),
+        "id": ident,
+        "raw": b"\x00\x01",
+        "tags": {"only"},
+    }
+    assert json.loads(serialize_event({"metadata": metadata}))["metadata"] == {
+        "when": "2026-11-25T20:05:15+00:00",
+        "day": "2026-11-25",
+        "price": 19.99,
+        "big": "12345678901234567890.123",
+        "id": TXN,
+        "raw": "AAE=",
+        "tags": ["only"],
+    }
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [object(), math.nan, math.inf, -math.inf, decimal.Decimal("NaN"), complex(1, 2), {(1, 2): 3}],
+)
+def test_unserialisable_metadata_raises(bad: Any) -> None:
+    with pytest.raises(UnserializableEventError):
+        serialize_event({"metadata": {"value": bad}})
+
+
+def test_cyclic_metadata_raises() -> None:
+    cycle: Dict[str, Any] = {}
+    cycle["self"] = cycle
+    with pytest.raises(UnserializableEventError):
+        serialize_event({"metadata": cycle})
+    event = build(metadata=cycle)  # with a JsonDocument body: the spliced path
+    with pytest.raises(UnserializableEventError):
+        serialize_event(event)
