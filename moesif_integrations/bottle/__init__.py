@@ -167,7 +167,7 @@ class MoesifPlugin:
                 return  # an outer capture's exchange
             ours = route.app is self.app and "mountpoint.target" not in route.config
             if ours or not self._route_enabled(route):
-                _discard(exchange)
+                exchange.discard()
                 capture.recorder.skip()
         except Exception:
             capture.recorder.capture_failed("bottle after_request")
@@ -202,12 +202,3 @@ class MoesifPlugin:
                 "set moesif.* keys before app.install()",
                 key,
             )
-
-
-def _discard(exchange: WsgiExchange) -> None:
-    # A finished exchange submits nothing; without an id the response gets no header.
-    exchange.finished = True
-    exchange.transaction_id = None
-    exchange.response_capture = None
-    if exchange.environ.get(EXCHANGE_ENVIRON_KEY) is exchange:
-        del exchange.environ[EXCHANGE_ENVIRON_KEY]  # as finish() does: no reference cycle

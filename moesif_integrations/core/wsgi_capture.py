@@ -300,6 +300,15 @@ class WsgiExchange:
             )
             environ["moesif.request_body"] = body
 
+    def discard(self) -> None:
+        """Records nothing for this exchange and adds no header to its response: for a route
+        the adapter learns, once the framework has routed the request, is not to be captured."""
+        self.finished = True
+        self.transaction_id = None
+        self.response_capture = None
+        if self.environ.get(EXCHANGE_ENVIRON_KEY) is self:
+            del self.environ[EXCHANGE_ENVIRON_KEY]
+
     def finish(self, error: bool) -> None:
         if self.finished:
             return
