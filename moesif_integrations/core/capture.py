@@ -32,6 +32,16 @@ class BodyCapture:
         self.chunks.append(data)
         self.kept += n
 
+    def add_copy(self, view: memoryview) -> None:
+        """Like add(), for a buffer its owner will reuse: copies only the part that is kept."""
+        n = len(view)
+        room = self.limit - self.kept
+        if room > 0 and n:
+            self.add(bytes(view[:room]))
+            self.size += n - min(n, room)
+        else:
+            self.size += n
+
     def value(self) -> bytes:
         chunks = self.chunks
         if len(chunks) == 1:
@@ -62,6 +72,31 @@ class InputTee:
         if data:
             self.capture.add(data)
         return data
+
+    def read1(self, size: Optional[int] = -1, *args: Any) -> bytes:
+        self.reads += 1
+        read1 = getattr(self._input, "read1", None)
+        data = (read1 or self._input.read)(-1 if size is None else size, *args)
+        if data:
+            self.capture.add(data)
+        return data
+
+    def readinto(self, buffer: Any) -> Optional[int]:
+        # Werkzeug reads through readinto when the input has one; delegating it through
+        # __getattr__ would bypass the capture.
+        self.reads += 1
+        readinto = getattr(self._input, "readinto", None)
+        if readinto is None:  # PEP 3333 promises only read()
+            data = self._input.read(len(buffer))
+            count = len(data)
+            buffer[:count] = data
+            if count:
+                self.capture.add(data)
+            return count
+        count = readinto(buffer)
+        if count:
+            self.capture.add_copy(memoryview(buffer)[:count])
+        return count
 
     def readline(self, size: Optional[int] = -1, *args: Any) -> bytes:
         self.reads += 1
