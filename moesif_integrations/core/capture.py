@@ -93,7 +93,7 @@ class InputTee:
             if count:
                 self.capture.add(data)
             return count
-        count = readinto(buffer)
+        count: Optional[int] = readinto(buffer)
         if count:
             self.capture.add_copy(memoryview(buffer)[:count])
         return count
