@@ -88,11 +88,10 @@ class InputTee:
         readinto = getattr(self._input, "readinto", None)
         if readinto is None:  # PEP 3333 promises only read()
             data = self._input.read(len(buffer))
-            count = len(data)
-            buffer[:count] = data
-            if count:
+            buffer[: len(data)] = data
+            if data:
                 self.capture.add(data)
-            return count
+            return len(data)
         count: Optional[int] = readinto(buffer)
         if count:
             self.capture.add_copy(memoryview(buffer)[:count])

@@ -17,6 +17,10 @@ COUNTER_NAMES = (
     "capture_errors",
     "hook_errors",
     "retries",
+    # users, companies, subscriptions and actions (core/api.py)
+    "profiles_sent",
+    "profiles_failed",
+    "profiles_dropped",
 )
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from typing import Any, Callable, Dict, Optional
 
+from .api import ProfileClient, ProfileOptions
 from .counters import Counters
 from .dispatch import Dispatcher, DispatchOptions
 from .events import (
@@ -39,6 +41,12 @@ class Recorder:
             TransportOptions.from_settings(settings),
             self._encode,
             self.counters,
+        )
+        # Users, companies, subscriptions and actions; no thread or network until first used.
+        self.api = ProfileClient(
+            TransportOptions.from_settings(settings),
+            self.counters,
+            ProfileOptions(shutdown_timeout=settings.shutdown_timeout),
         )
         if settings.debug:
             logger.debug(
@@ -120,16 +128,27 @@ class Recorder:
     # ------------------------------------------------------------------ lifecycle
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        return self.dispatcher.flush(timeout)
+        # Both senders work meanwhile; the profiles get what is left of the one budget.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        events_flushed = self.dispatcher.flush(timeout)
+        return self.api.flush(_remaining(deadline)) and events_flushed
 
     def shutdown(self, timeout: Optional[float] = None) -> bool:
-        return self.dispatcher.shutdown(timeout)
+        if timeout is None:
+            timeout = self.settings.shutdown_timeout
+        deadline = time.monotonic() + timeout
+        events_delivered = self.dispatcher.shutdown(timeout)
+        return self.api.shutdown(_remaining(deadline)) and events_delivered
 
     def stats(self) -> Dict[str, int]:
         stats = self.counters.snapshot()
         stats["captured"] = self.dispatcher.captured
         stats["queued"] = self.dispatcher.queued()
         return stats
+
+
+def _remaining(deadline: Optional[float]) -> Optional[float]:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def fingerprint_key(settings: Settings) -> bytes:
