@@ -1,0 +1,141 @@
+"""Moesif API analytics for Falcon, WSGI and ASGI alike: one middleware class for both.
+
+    import falcon
+    from moesif_integrations.falcon import MoesifMiddleware
+
+    moesif = MoesifMiddleware({"APPLICATION_ID": "..."})
+    app = falcon.App(middleware=[moesif])          # or falcon.asgi.App(middleware=[moesif])
+
+Put it first in the middleware list: it then sees the request before the other middleware and
+the response after them (Falcon runs ``process_response`` in reverse order).
+
+Settings: moesifwsgi's dict (upper-case keys), keyword options on top, then ``MOESIF_<KEY>``
+environment variables underneath. The hooks receive Falcon's own objects:
+
+    SKIP(req, resp) -> bool              before routing; resp is not filled yet
+    IDENTIFY_USER(req, resp) -> str      after the resource (req.context, resp.media are set)
+    IDENTIFY_COMPANY(req, resp) -> str
+    GET_METADATA(req, resp) -> dict
+    GET_SESSION_TOKEN(req, resp) -> str
+
+Under ASGI the hooks run on the event loop: keep them quick and non-blocking. Without
+IDENTIFY_USER the user is the server's REMOTE_USER (WSGI), else read from the Authorization
+header. The route is ``req.uri_template``. Request bodies are teed as the resource reads them
+(``req.media``, ``req.bounded_stream`` and ``req.stream`` keep working); response streams pass
+through unbuffered and the event is finished when they end. Unhandled exceptions, which Falcon
+turns into 500 responses, are recorded with that status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Dict, Mapping, Optional, Union
+
+import falcon
+import falcon.asgi
+
+from ..core.recorder import Recorder
+from ..core.settings import Settings
+from .exchange import FalconExchange
+from .request import FalconCapture
+
+__all__ = ["MoesifMiddleware"]
+
+
+class MoesifMiddleware:
+    """Records every request to a Falcon app as a Moesif event and ships it in the background."""
+
+    def __init__(
+        self, settings: Union[Mapping[str, Any], Settings, None] = None, **options: Any
+    ) -> None:
+        if isinstance(settings, Settings):
+            if options:
+                settings = settings.merged(options)
+        else:
+            merged = dict(settings or {})
+            merged.update(options)
+            settings = Settings.load(merged)
+        self.settings: Settings = settings
+        self.enabled = settings.enabled
+        self.recorder = Recorder(settings) if self.enabled else None
+        self._capture = FalconCapture(self.recorder) if self.recorder else None
+        # Where the request's exchange waits for process_response: the environ (scope) lives
+        # exactly as long as the request. One key per instance, so two never mix.
+        self._key = f"moesif.falcon_exchange.{id(self)}"
+
+    # ------------------------------------------------------------------ falcon.App (WSGI)
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self._capture is not None:
+            self._begin(self._capture, req, resp, req.env, asgi=False)
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
+        if self._capture is None:
+            return
+        exchange = req.env.pop(self._key, None)
+        if exchange is not None:
+            try:
+                exchange.respond(req, resp)
+            except Exception:
+                self._capture.recorder.capture_failed("response")
+                exchange.finish(error=False)
+
+    # ------------------------------------------------------------------ falcon.asgi.App
+
+    async def process_request_async(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response
+    ) -> None:
+        if self._capture is not None:
+            self._begin(self._capture, req, resp, req.scope, asgi=True)
+
+    async def process_response_async(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        resource: object,
+        req_succeeded: bool,
+    ) -> None:
+        if self._capture is None:
+            return
+        exchange = req.scope.pop(self._key, None)
+        if exchange is not None:
+            try:
+                await exchange.respond_async(req, resp)
+            except Exception:
+                self._capture.recorder.capture_failed("response")
+                exchange.finish(error=False)
+
+    async def process_shutdown(self, scope: Dict[str, Any], event: Dict[str, Any]) -> None:
+        """ASGI lifespan shutdown: delivers what is queued, off the event loop."""
+        if self.recorder is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self.recorder.flush, self.settings.shutdown_timeout)
+
+    def _begin(
+        self, capture: FalconCapture, req: Any, resp: Any, carrier: Dict[str, Any], asgi: bool
+    ) -> None:
+        try:
+            exchange: Optional[FalconExchange] = capture.begin(req, resp, asgi)
+        except Exception:
+            capture.recorder.capture_failed("request")
+            return
+        if exchange is not None:
+            carrier[self._key] = exchange
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Delivers what is queued; True when all of it reached the collector in time.
+
+        Blocks: never call it from the event loop (use ``loop.run_in_executor``)."""
+        return self.recorder.flush(timeout) if self.recorder else True
+
+    def shutdown(self, timeout: Optional[float] = None) -> bool:
+        """Flushes within ``timeout`` (default SHUTDOWN_TIMEOUT) and stops the sender threads."""
+        return self.recorder.shutdown(timeout) if self.recorder else True
+
+    def stats(self) -> Dict[str, int]:
+        """Counters: captured, sent, skipped, sampled_out, dropped_*, failed, queued, ..."""
+        return self.recorder.stats() if self.recorder else {}
