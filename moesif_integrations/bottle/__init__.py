@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Set, Union
 
 import bottle  # type: ignore[import-untyped]
 
+from ..core.integration import RecorderMethods
 from ..core.logs import LogOnce
 from ..core.recorder import Recorder
 from ..core.settings import OPTIONS, ConfigurationError, Settings, SettingsLayer
@@ -49,7 +50,7 @@ class BottleCapture(WsgiCapture):
         return str(route.rule) if route is not None else None
 
 
-class MoesifPlugin:
+class MoesifPlugin(RecorderMethods):
     """Records every request to the app it is installed on; one plugin per app."""
 
     name = "moesif"
@@ -131,18 +132,6 @@ class MoesifPlugin:
         explicit = dict(self._settings or {})
         explicit.update(self._options)
         return Settings.load(explicit, layers=[SettingsLayer(CONFIG_SOURCE, config, text=True)])
-
-    def flush(self, timeout: Optional[float] = None) -> bool:
-        """Delivers what is queued; True when all of it reached the collector in time."""
-        return self.recorder.flush(timeout) if self.recorder else True
-
-    def shutdown(self, timeout: Optional[float] = None) -> bool:
-        """Flushes within ``timeout`` (default SHUTDOWN_TIMEOUT) and stops the sender threads."""
-        return self.recorder.shutdown(timeout) if self.recorder else True
-
-    def stats(self) -> Dict[str, int]:
-        """Counters: captured, sent, skipped, sampled_out, dropped_*, failed, queued, ..."""
-        return self.recorder.stats() if self.recorder else {}
 
     # ------------------------------------------------------------------ per request
 

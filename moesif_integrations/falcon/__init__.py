@@ -34,6 +34,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 import falcon
 import falcon.asgi
 
+from ..core.integration import RecorderMethods
 from ..core.recorder import Recorder
 from ..core.settings import Settings
 from .exchange import FalconExchange
@@ -42,7 +43,7 @@ from .request import FalconCapture
 __all__ = ["MoesifMiddleware"]
 
 
-class MoesifMiddleware:
+class MoesifMiddleware(RecorderMethods):
     """Records every request to a Falcon app as a Moesif event and ships it in the background."""
 
     def __init__(
@@ -125,17 +126,3 @@ class MoesifMiddleware:
             carrier[self._key] = exchange
 
     # ------------------------------------------------------------------ lifecycle
-
-    def flush(self, timeout: Optional[float] = None) -> bool:
-        """Delivers what is queued; True when all of it reached the collector in time.
-
-        Blocks: never call it from the event loop (use ``loop.run_in_executor``)."""
-        return self.recorder.flush(timeout) if self.recorder else True
-
-    def shutdown(self, timeout: Optional[float] = None) -> bool:
-        """Flushes within ``timeout`` (default SHUTDOWN_TIMEOUT) and stops the sender threads."""
-        return self.recorder.shutdown(timeout) if self.recorder else True
-
-    def stats(self) -> Dict[str, int]:
-        """Counters: captured, sent, skipped, sampled_out, dropped_*, failed, queued, ..."""
-        return self.recorder.stats() if self.recorder else {}

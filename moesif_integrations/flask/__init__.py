@@ -27,6 +27,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 import flask
 from flask.signals import got_request_exception
 
+from ..core.integration import RecorderMethods
 from ..core.recorder import Recorder
 from ..core.settings import ConfigurationError, Settings, SettingsLayer
 from .capture import CapturedWsgiApp, FlaskCapture
@@ -38,7 +39,7 @@ CONFIG_SOURCE = "Flask app.config"
 EXTENSION_KEY = "moesif"
 
 
-class MoesifApp:
+class MoesifApp(RecorderMethods):
     """The integration on one Flask app: ``app.extensions["moesif"]``."""
 
     def __init__(self, extension: Moesif, app: flask.Flask, settings: Settings) -> None:
@@ -55,18 +56,6 @@ class MoesifApp:
         # sender=app: several apps in one process each hear only their own exceptions.
         # The receiver is held weakly: the app keeps the capture alive, not the other way round.
         got_request_exception.connect(capture.note_exception, app)
-
-    def flush(self, timeout: Optional[float] = None) -> bool:
-        """Delivers what is queued; True when all of it reached the collector in time."""
-        return self.recorder.flush(timeout) if self.recorder else True
-
-    def shutdown(self, timeout: Optional[float] = None) -> bool:
-        """Flushes within ``timeout`` (default SHUTDOWN_TIMEOUT) and stops the sender threads."""
-        return self.recorder.shutdown(timeout) if self.recorder else True
-
-    def stats(self) -> Dict[str, int]:
-        """Counters: captured, sent, skipped, sampled_out, dropped_*, failed, queued, ..."""
-        return self.recorder.stats() if self.recorder else {}
 
 
 class Moesif:

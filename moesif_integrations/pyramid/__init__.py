@@ -23,11 +23,12 @@ else ``REMOTE_USER``, else the Authorization header. The route is ``request.matc
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any
 
 from pyramid.interfaces import ITweens  # type: ignore[import-untyped]
 from pyramid.tweens import EXCVIEW, INGRESS, excview_tween_factory  # type: ignore[import-untyped]
 
+from ..core.integration import RecorderMethods
 from ..core.logs import logger
 from ..core.recorder import Recorder
 from ..core.settings import Settings
@@ -58,25 +59,13 @@ def includeme(config: Any) -> None:
         config.action(None, _check_tween_chain, args=(config.registry,))
 
 
-class Moesif:
+class Moesif(RecorderMethods):
     """One Pyramid app's integration: its settings and delivery."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.enabled = settings.enabled
         self.recorder = Recorder(settings) if self.enabled else None
-
-    def flush(self, timeout: Optional[float] = None) -> bool:
-        """Delivers what is queued; True when all of it reached the collector in time."""
-        return self.recorder.flush(timeout) if self.recorder else True
-
-    def shutdown(self, timeout: Optional[float] = None) -> bool:
-        """Flushes within ``timeout`` (default SHUTDOWN_TIMEOUT) and stops the sender threads."""
-        return self.recorder.shutdown(timeout) if self.recorder else True
-
-    def stats(self) -> Dict[str, int]:
-        """Counters: captured, sent, skipped, sampled_out, dropped_*, failed, queued, ..."""
-        return self.recorder.stats() if self.recorder else {}
 
 
 def tween_factory(handler: Handler, registry: Any) -> Handler:

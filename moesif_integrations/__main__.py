@@ -1,0 +1,63 @@
+"""``python -m moesif_integrations``: the demo and the local collector."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import List, Optional
+
+_DESCRIPTION = "Moesif API analytics for Python web apps: command-line tools."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m moesif_integrations", description=_DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        help="capture a few API calls of a demo app into a local collector and show them",
+        description=(
+            "Starts a local collector and a small WSGI app wrapped by MoesifMiddleware on "
+            "loopback, sends it a varied set of requests and prints the events the collector "
+            "received. Needs no account and no network."
+        ),
+    )
+    demo.add_argument("--db", metavar="PATH", help="keep the events in this SQLite file")
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the collector (and the demo app) running after the table, until Ctrl-C",
+    )
+    demo.add_argument(
+        "--port", type=int, default=0, help="the collector's port (default: a free one)"
+    )
+    # Listed for --help only: main() hands everything after "collector" to the collector's CLI.
+    commands.add_parser(
+        "collector",
+        help="run the local collector (same options as python -m moesif_integrations.collector)",
+        add_help=False,
+    )
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["collector"]:
+        # The collector's own parser reads the rest, its --help included.
+        from .collector.__main__ import main as collector_main
+
+        return collector_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        # A command-line program may configure logging: delivery problems should be seen.
+        logging.basicConfig(level=logging.WARNING, format="%(name)s: %(levelname)s: %(message)s")
+        from .demo import run_demo
+
+        return run_demo(db_path=args.db, keep=args.keep, collector_port=args.port)
+    parser.print_help(sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

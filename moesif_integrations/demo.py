@@ -1,0 +1,506 @@
+"""``python -m moesif_integrations demo``: the whole path on one machine, in a few seconds.
+
+Starts the local collector and a small WSGI app wrapped by ``MoesifMiddleware``, served by the
+standard library's wsgiref on loopback; sends a varied set of requests with urllib; flushes and
+prints what the collector received. Standard library only, no account, no network.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import json
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime
+from socketserver import ThreadingMixIn
+from types import FrameType
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, TextIO, Tuple
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from .collector import Collector
+from .wsgi import MoesifMiddleware
+
+__all__ = ["CREDENTIALS", "DemoRequest", "DEMO_REQUESTS", "demo_app", "run_demo"]
+
+StartResponse = Callable[..., Any]
+
+# Any non-empty id will do for the local collector; it is a credential all the same.
+_APPLICATION_ID = "demo-application-id-5d1e"
+_API_KEY = "demo-api-key-3b9f27c4e1"
+_SESSION_COOKIE = "demo-session-8c41aa70f2"
+_API_KEY_USERS = {_API_KEY: "user-api-7"}
+_SIGNING_KEY = b"demo-signing-key"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _make_jwt(claims: Dict[str, Any]) -> str:
+    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = _b64url(json.dumps(claims).encode())
+    signature = hmac.new(_SIGNING_KEY, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{_b64url(signature)}"
+
+
+_JWT = _make_jwt({"sub": "user-jwt-1024", "name": "Ada", "iat": 1767225600})
+
+# Everything secret the demo sends: none of it may be printed or reach the collector in clear.
+CREDENTIALS: Tuple[str, ...] = (_APPLICATION_ID, _API_KEY, _SESSION_COOKIE, _JWT)
+
+# Headers whose stored (masked) values the demo shows.
+_SHOWN_MASKED = ("Authorization", "Cookie", "X-Api-Key")
+
+
+# ------------------------------------------------------------------------------- the app
+
+
+def _json(start_response: StartResponse, status: str, value: Any) -> List[bytes]:
+    body = json.dumps(value).encode()
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+def _read_body(environ: Dict[str, Any]) -> bytes:
+    length = environ.get("CONTENT_LENGTH") or ""
+    return bytes(environ["wsgi.input"].read(int(length))) if length.isdigit() else b""
+
+
+def _event_stream() -> Iterator[bytes]:
+    # Spaced out so the event's duration shows the last byte, not the first.
+    for number in range(1, 5):
+        yield json.dumps({"tick": number}).encode() + b"\n"
+        time.sleep(0.04)
+
+
+def _large_csv() -> Iterator[bytes]:
+    # About 150 KB: over the default 100 KB capture limit, so the event carries a marker.
+    row = b"2026-01-01,widget,9.50,some description of the order line\n"
+    for _ in range(50):
+        yield row * 50
+
+
+def demo_app(environ: Dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """A small plain-WSGI API with one route per kind of exchange the demo shows."""
+    method = environ.get("REQUEST_METHOD", "GET")
+    path = environ.get("PATH_INFO") or "/"
+    if method == "GET" and path == "/items/42":
+        return _json(start_response, "200 OK", {"id": 42, "name": "widget", "price": 9.5})
+    if method == "POST" and path == "/items":
+        item = json.loads(_read_body(environ) or b"{}")
+        return _json(start_response, "201 Created", {"id": 43, **item})
+    if method == "POST" and path == "/contact":
+        form = urllib.parse.parse_qs(_read_body(environ).decode("utf-8"))
+        name = form.get("name", ["there"])[0]
+        start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+        return [f"Thanks, {name}. We will be in touch.".encode()]
+    if method == "PUT" and path == "/uploads/logo.png":
+        data = _read_body(environ)
+        stored = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()[:16]}
+        return _json(start_response, "201 Created", stored)
+    if method == "GET" and path == "/ticks":
+        start_response("200 OK", [("Content-Type", "application/x-ndjson")])
+        return _event_stream()
+    if method == "GET" and path == "/reports/orders.csv":
+        start_response("200 OK", [("Content-Type", "text/csv")])
+        return _large_csv()
+    if method == "GET" and path == "/me":
+        return _json(start_response, "200 OK", {"plan": "gold"})
+    if method == "GET" and path == "/account":
+        user = _API_KEY_USERS.get(environ.get("HTTP_X_API_KEY", ""))
+        if user is None:
+            return _json(start_response, "401 Unauthorized", {"error": "bad API key"})
+        # The IDENTIFY_USER hook reads what the app found out.
+        environ["demo.user"] = user
+        return _json(start_response, "200 OK", {"balance": 120})
+    if method == "GET" and path == "/boom":
+        raise RuntimeError("the demo app failed on purpose")
+    return _json(start_response, "404 Not Found", {"error": "no such route"})
+
+
+def identify_user(
+    app: Any, environ: Dict[str, Any], response_headers: Optional[Dict[str, str]] = None
+) -> Optional[str]:
+    """IDENTIFY_USER: the user the app authenticated; None lets the JWT speak."""
+    user = environ.get("demo.user")
+    return str(user) if user else None
+
+
+# ------------------------------------------------------------------------------- the requests
+
+
+@dataclass(frozen=True, eq=False)
+class DemoRequest:
+    """One request the demo sends (compared by identity, so it can key a dict)."""
+
+    label: str
+    method: str
+    path: str
+    expected_status: int
+    body: Optional[bytes] = None
+    headers: Dict[str, str] = field(default_factory=dict)
+
+
+DEMO_REQUESTS: Tuple[DemoRequest, ...] = (
+    DemoRequest("JSON GET", "GET", "/items/42", 200),
+    DemoRequest(
+        "JSON POST",
+        "POST",
+        "/items",
+        201,
+        b'{"name": "gadget", "price": 12.25}',
+        {"Content-Type": "application/json"},
+    ),
+    DemoRequest(
+        "form post",
+        "POST",
+        "/contact",
+        200,
+        b"name=Ada&message=Hello%21",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    ),
+    DemoRequest(
+        "binary upload",
+        "PUT",
+        "/uploads/logo.png",
+        201,
+        b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8,
+        {"Content-Type": "image/png"},
+    ),
+    DemoRequest("streamed response", "GET", "/ticks", 200),
+    DemoRequest("large download", "GET", "/reports/orders.csv", 200),
+    DemoRequest("app exception", "GET", "/boom", 500),
+    DemoRequest("unknown route", "GET", "/nope", 404),
+    DemoRequest("JWT user", "GET", "/me", 200, headers={"Authorization": f"Bearer {_JWT}"}),
+    DemoRequest(
+        "cookie + API key",
+        "GET",
+        "/account",
+        200,
+        headers={"Cookie": f"session={_SESSION_COOKIE}; theme=dark", "X-Api-Key": _API_KEY},
+    ),
+)
+
+
+@dataclass
+class Answer:
+    status: int
+    transaction_id: Optional[str]
+
+
+def _send(opener: urllib.request.OpenerDirector, base_url: str, request: DemoRequest) -> Answer:
+    outgoing = urllib.request.Request(
+        base_url + request.path,
+        data=request.body,
+        headers=request.headers,
+        method=request.method,
+    )
+    try:
+        with opener.open(outgoing, timeout=10) as response:
+            response.read()
+            return Answer(response.status, response.headers.get("X-Moesif-Transaction-Id"))
+    except urllib.error.HTTPError as error:
+        with error:
+            error.read()
+            return Answer(error.code, error.headers.get("X-Moesif-Transaction-Id"))
+
+
+# ------------------------------------------------------------------------------- the server
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # What the app writes to wsgi.errors: the traceback of /boom is expected, so it is kept
+        # here and shown only when the demo finds something wrong.
+        self.errors = io.StringIO()
+        self._handled = 0
+        self._handled_changed = threading.Condition()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._handled_changed:
+                self._handled += 1
+                self._handled_changed.notify_all()
+
+    def wait_handled(self, count: int, timeout: float) -> bool:
+        """Waits until ``count`` requests are completely handled. A client has its answer a
+        moment before the server thread closes the response, which is when the event is
+        queued: flushing before that would miss it."""
+        with self._handled_changed:
+            return self._handled_changed.wait_for(lambda: self._handled >= count, timeout)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    server: _ThreadingWSGIServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def get_stderr(self) -> io.StringIO:
+        return self.server.errors
+
+
+class _ServedApp:
+    """A WSGI app served by wsgiref (threaded) on a free loopback port, in a daemon thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.server = make_server("127.0.0.1", 0, app, _ThreadingWSGIServer, _QuietHandler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self._thread = threading.Thread(
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="moesif-demo-app",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(1.0)
+
+
+# ------------------------------------------------------------------------------- the report
+
+
+def _body_kind(message: Dict[str, Any]) -> str:
+    body = message.get("body")
+    if body is None:
+        return "-"
+    if isinstance(body, dict) and body.get("moesif_body_truncated") is True:
+        return "truncated"
+    return str(message.get("transfer_encoding") or "?")
+
+
+def _event_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.rstrip("Z"))
+
+
+def _duration_ms(event: Dict[str, Any]) -> str:
+    try:
+        started = _event_time(event["request"]["time"])
+        ended = _event_time(event["response"]["time"])
+    except (KeyError, TypeError, ValueError):
+        return "?"
+    return str(round((ended - started).total_seconds() * 1000))
+
+
+def _path(event: Dict[str, Any]) -> str:
+    return urllib.parse.urlsplit(str(event["request"].get("uri", ""))).path
+
+
+_COLUMNS = ("request", "method", "path", "status", "user", "req body", "resp body", "ms", "txn")
+
+
+def _table_rows(matched: List[Tuple[DemoRequest, Dict[str, Any]]]) -> List[Tuple[str, ...]]:
+    rows: List[Tuple[str, ...]] = []
+    for request, event in matched:
+        rows.append(
+            (
+                request.label,
+                str(event["request"].get("verb")),
+                _path(event),
+                str(event["response"].get("status")),
+                str(event.get("user_id") or "-"),
+                _body_kind(event["request"]),
+                _body_kind(event["response"]),
+                _duration_ms(event),
+                str(event.get("transaction_id") or "-")[:8],
+            )
+        )
+    return rows
+
+
+def _format_table(rows: List[Tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in [_COLUMNS, *rows]) for i in range(len(_COLUMNS))]
+    # The duration reads best right-aligned; everything else left.
+    right = {_COLUMNS.index("ms")}
+
+    def line(cells: Tuple[str, ...]) -> str:
+        return "  ".join(
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths))
+        ).rstrip()
+
+    return "\n".join([line(_COLUMNS), line(tuple("-" * w for w in widths)), *map(line, rows)])
+
+
+def _masked_headers(matched: List[Tuple[DemoRequest, Dict[str, Any]]]) -> List[str]:
+    shown = []
+    for request, event in matched:
+        headers = event["request"].get("headers") or {}
+        for name in _SHOWN_MASKED:
+            if name in request.headers and name in headers:
+                shown.append((f"{request.method} {request.path}", f"{name}: {headers[name]}"))
+    width = max((len(where) for where, _ in shown), default=0)
+    return [f"  {where.ljust(width)}  {header}" for where, header in shown]
+
+
+def _check(
+    answers: Dict[DemoRequest, Answer],
+    matched: List[Tuple[DemoRequest, Dict[str, Any]]],
+    stored_text: str,
+) -> List[str]:
+    """What went wrong, if anything: the demo checks the claims it prints."""
+    problems = []
+    events = dict(matched)
+    for request, answer in answers.items():
+        if answer.status != request.expected_status:
+            problems.append(
+                f"{request.label}: the app answered {answer.status}, "
+                f"expected {request.expected_status}"
+            )
+        event = events.get(request)
+        if event is None:
+            problems.append(f"{request.label}: no event reached the collector")
+            continue
+        if event["response"].get("status") != request.expected_status:
+            problems.append(f"{request.label}: the event says {event['response'].get('status')}")
+        if answer.transaction_id and answer.transaction_id != event.get("transaction_id"):
+            problems.append(f"{request.label}: the event's transaction id differs from the header")
+    if any(secret in stored_text for secret in CREDENTIALS):
+        problems.append("a credential reached the collector in clear")
+    return problems
+
+
+def _match(events: List[Dict[str, Any]]) -> List[Tuple[DemoRequest, Dict[str, Any]]]:
+    by_route = {(str(e["request"].get("verb")), _path(e)): e for e in events}
+    matched = []
+    for request in DEMO_REQUESTS:
+        event = by_route.get((request.method, request.path))
+        if event is not None:
+            matched.append((request, event))
+    return matched
+
+
+def _print_report(
+    out: TextIO,
+    app_url: str,
+    received: int,
+    elapsed: float,
+    matched: List[Tuple[DemoRequest, Dict[str, Any]]],
+) -> None:
+    print(
+        f"Sent {len(DEMO_REQUESTS)} requests to a WSGI app wrapped by MoesifMiddleware "
+        f"({app_url}, wsgiref); the collector received {received} events in {elapsed:.1f} s.\n",
+        file=out,
+    )
+    print(_format_table(_table_rows(matched)), file=out)
+    print(
+        "\nCredentials are masked before they leave the app (as the collector stored them):",
+        file=out,
+    )
+    for line in _masked_headers(matched):
+        print(line, file=out)
+
+
+def _stats_line(stats: Dict[str, int]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in stats.items())
+
+
+# ------------------------------------------------------------------------------- the run
+
+
+def run_demo(
+    db_path: Optional[str] = None,
+    keep: bool = False,
+    collector_port: int = 0,
+    out: Optional[TextIO] = None,
+) -> int:
+    """Runs the demo; returns the exit status (0 when every check passed)."""
+    out = out or sys.stdout
+    collector = Collector(host="127.0.0.1", port=collector_port, db_path=db_path or ":memory:")
+    collector.start()
+    served: Optional[_ServedApp] = None
+    middleware: Optional[MoesifMiddleware] = None
+    try:
+        # Events already in a kept database are not this run's.
+        before = collector.stored("events")
+        since_id = before[-1].id if before else 0
+        middleware = MoesifMiddleware(
+            demo_app,
+            {
+                "APPLICATION_ID": _APPLICATION_ID,
+                "BASE_URI": collector.url,
+                "IDENTIFY_USER": identify_user,
+                "API_VERSION": "1.0.0",
+            },
+        )
+        served = _ServedApp(middleware)
+        # Loopback only: a proxy from the environment must not see these requests.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        started = time.monotonic()
+        answers = {request: _send(opener, served.url, request) for request in DEMO_REQUESTS}
+        handled = served.server.wait_handled(len(DEMO_REQUESTS), timeout=10)
+        delivered = middleware.flush(timeout=10)
+        events = collector.events(since_id)
+        elapsed = time.monotonic() - started
+        stored_text = json.dumps(events)
+        matched = _match(events)
+
+        _print_report(out, served.url, len(events), elapsed, matched)
+        print(f"\nmiddleware stats: {_stats_line(middleware.stats())}", file=out)
+        storage = f"in the SQLite file {db_path}" if db_path else "in memory (--db PATH keeps them)"
+        print(f"collector: {collector.url}, events stored {storage}", file=out)
+        problems = _check(answers, matched, stored_text)
+        if not handled:
+            problems.append("the demo app did not finish handling every request")
+        if not delivered:
+            problems.append("flush timed out before every event was delivered")
+        if problems:
+            print("\nThe demo found problems:", file=sys.stderr)
+            for problem in problems:
+                print(f"  {problem}", file=sys.stderr)
+            print(served.server.errors.getvalue(), file=sys.stderr)
+            return 1
+        if keep:
+            print(f"  read them: curl {collector.url}/_collector/events", file=out)
+            print(f"demo app: {served.url} (its requests show up in the collector too)", file=out)
+            print("Both keep running; Ctrl-C stops them.", file=out)
+            out.flush()
+            _wait_for_interrupt()
+        else:
+            print("  (stopped now; --keep keeps it running so you can query it)", file=out)
+        return 0
+    finally:
+        if served is not None:
+            served.stop()
+        if middleware is not None:
+            middleware.shutdown(timeout=2)
+        collector.close()
+
+
+class _TerminatedError(Exception):
+    """Raised in the main thread by the SIGTERM handler to end the --keep wait."""
+
+
+def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
+    raise _TerminatedError()
+
+
+def _wait_for_interrupt() -> None:
+    """Waits for Ctrl-C, or SIGTERM from a process manager; either ends the demo cleanly."""
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        while True:
+            time.sleep(3600)
+    except (KeyboardInterrupt, _TerminatedError):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
