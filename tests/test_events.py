@@ -646,3 +646,8 @@ def test_cyclic_metadata_raises() -> None:
     event = build(metadata=cycle)  # with a JsonDocument body: the spliced path
     with pytest.raises(UnserializableEventError):
         serialize_event(event)
+
+
+def test_an_empty_content_length_from_the_server_is_not_a_header() -> None:
+    headers = join_headers([("CONTENT_LENGTH", ""), ("HTTP_ACCEPT", "*/*")], True)
+    assert headers == {"Accept": "*/*"}

@@ -106,6 +106,9 @@ def join_headers_indexed(
     index: Dict[str, str] = {}
     for name, value in pairs:
         if from_environ:
+            if not value and name[:8] == "CONTENT_":
+                # wsgiref puts an empty CONTENT_LENGTH in every environ: no header was sent.
+                continue
             name, lowered = _environ_name(name)
         else:
             if type(name) is not str:
