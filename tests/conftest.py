@@ -17,3 +17,20 @@ def collector() -> Iterator[Collector]:
         yield running
     finally:
         running.close()
+
+
+@pytest.fixture(params=["orjson", "stdlib"])
+def json_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test with orjson (when installed) and with the standard library's json, which
+    the package falls back to where orjson has no wheel."""
+    from moesif_integrations.core import bodies, event_json, events
+
+    if request.param == "orjson":
+        if not bodies.FAST_JSON:
+            pytest.skip("orjson is not installed")
+        return "orjson"
+    monkeypatch.setattr(bodies, "_orjson", None)
+    monkeypatch.setattr(bodies, "FAST_JSON", False)
+    monkeypatch.setattr(event_json, "_orjson", None)
+    monkeypatch.setattr(events, "_FAST_JSON", False)
+    return "stdlib"

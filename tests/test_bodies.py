@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import json
 import tracemalloc
 import zlib
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 from moesif_integrations.core.bodies import (
     MASKED,
     JsonDocument,
+    RawJson,
     encode_body,
     is_json_type,
     mask_json_fields,
@@ -277,14 +277,15 @@ def test_encode_body_applies_masks_to_json_only() -> None:
     assert marker["moesif_body_truncated"] is True and "password" not in marker
 
 
-def test_keep_text_returns_the_document_with_its_text() -> None:
-    data = b'{"a": [1, 2],  "b": "\\u00e9"}'
+def test_keep_text_returns_the_document_with_its_text(json_backend: str) -> None:
+    data = b'{"a": [1, 2],  "b": "\\u00e9", "big": 123456789012345678901234567890}'
     body, encoding = encode(data, "application/json", keep_text=True)
     assert encoding == "json"
-    assert isinstance(body, JsonDocument)
-    assert body.text == data.decode()
-    assert body.value == {"a": [1, 2], "b": "\u00e9"}
-    assert json.loads(body.text) == body.value
+    if json_backend == "orjson":
+        assert isinstance(body, RawJson) and body.data == data
+    else:
+        assert isinstance(body, JsonDocument) and body.text == data.decode()
+    assert body.value == {"a": [1, 2], "b": "\u00e9", "big": 123456789012345678901234567890}
 
 
 def test_keep_text_gives_the_plain_value_once_something_was_masked() -> None:
@@ -292,7 +293,7 @@ def test_keep_text_gives_the_plain_value_once_something_was_masked() -> None:
     body, _ = encode(b'{"a": 1, "b": 2}', "application/json", masks=masks, keep_text=True)
     assert body == {"a": 1, "b": MASKED}
     untouched, _ = encode(b'{"a": 1}', "application/json", masks=masks, keep_text=True)
-    assert isinstance(untouched, JsonDocument) and untouched.value == {"a": 1}
+    assert isinstance(untouched, (JsonDocument, RawJson)) and untouched.value == {"a": 1}
 
 
 def test_masks_find_keys_written_with_escapes() -> None:

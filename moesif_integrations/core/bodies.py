@@ -11,6 +11,13 @@ import json
 import zlib
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
+try:  # optional: about ten times faster than the standard library (installed on CPython)
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - PyPy and platforms without a wheel
+    _orjson = None  # type: ignore[assignment]
+
+FAST_JSON = _orjson is not None
+
 MASKED = "<masked>"
 
 _JSON_TYPES = frozenset({"application/json", "text/json"})
@@ -47,6 +54,27 @@ class JsonDocument:
 
     def __repr__(self) -> str:
         return f"JsonDocument({self.value!r})"
+
+
+class RawJson:
+    """A body already validated as one JSON document, sent as its own bytes (orjson only).
+
+    orjson parses about ten times faster than the standard library, and embedding the original
+    bytes (``orjson.Fragment``) keeps the document exactly as sent: orjson would turn integers
+    beyond 64 bits into floats if its parsed value were sent instead.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    @property
+    def value(self) -> Any:
+        return json.loads(self.data)
+
+    def __repr__(self) -> str:
+        return f"RawJson({self.data[:40]!r})"
 
 
 def truncation_marker(
@@ -199,6 +227,13 @@ def encode_body(
             return None, None
         data = decoded
     if is_json_type(content_type) or _looks_like_json(data):
+        if keep_text and _orjson is not None and not (masks and _may_hold_bytes(data, masks)):
+            try:
+                _orjson.loads(data)
+            except _orjson.JSONDecodeError:
+                pass  # the exact parse below decides (it accepts a BOM, lone surrogates)
+            else:
+                return RawJson(data), "json"
         document = parse_json(data)
         if document is not None:
             masked = bool(masks) and _may_hold(document.text, masks)
@@ -213,6 +248,10 @@ def _may_hold(text: str, names: FrozenSet[str]) -> bool:
     A key may be written with escapes ("pass\\u0077ord"), so any backslash means "maybe".
     """
     return "\\" in text or any(name in text for name in names)
+
+
+def _may_hold_bytes(data: bytes, names: FrozenSet[str]) -> bool:
+    return b"\\" in data or any(name.encode("utf-8") in data for name in names)
 
 
 def _looks_like_json(data: bytes) -> bool:

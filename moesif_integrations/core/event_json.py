@@ -10,7 +10,12 @@ import math
 import uuid
 from typing import Any, Callable, Dict, List
 
-from .bodies import JsonDocument
+from .bodies import JsonDocument, RawJson
+
+try:  # optional: about ten times faster than the standard library (installed on CPython)
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - PyPy and platforms without a wheel
+    _orjson = None  # type: ignore[assignment]
 
 
 class UnserializableEventError(ValueError):
@@ -19,13 +24,13 @@ class UnserializableEventError(ValueError):
 
 def _convert(value: Any) -> Any:
     """``default`` hook: the common non-JSON types users put in metadata."""
-    if isinstance(value, JsonDocument):
+    if isinstance(value, (JsonDocument, RawJson)):
         return value.value
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
         if not value.is_finite():
-            raise ValueError("non-finite Decimal")
+            return None  # as non-finite floats: JSON has no NaN, the collector rejects it
         as_float = float(value)
         # Keep the exact digits when a float would change them (money, long ids).
         if math.isfinite(as_float) and decimal.Decimal(repr(as_float)) == value:
@@ -89,22 +94,59 @@ _SECTIONS = ("request", "response")
 
 def serialize_event(event: Dict[str, Any]) -> bytes:
     """Compact JSON in UTF-8. Datetimes, dates and times become ISO strings, Decimals numbers
-    (strings when a float would change them), UUIDs strings, bytes base64, sets lists.
+    (strings when a float would change them), UUIDs strings, bytes base64, sets lists, and
+    non-finite numbers (NaN, Infinity) null, which is all JSON can say of them.
 
-    A request or response body held as a JsonDocument is written as its original text (it
-    was validated when parsed), which halves the cost of a JSON body.
+    A request or response body held as a JsonDocument or RawJson is written as its original
+    text (it was validated when parsed).
 
-    Raises UnserializableEventError for anything else, for NaN or Infinity (the collector
-    rejects them) and for cycles.
+    Raises UnserializableEventError for anything else and for cycles.
     """
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(event, default=_orjson_default, option=_ORJSON_OPTIONS)
+        except (TypeError, ValueError):
+            # orjson refuses lone surrogates and integers beyond 64 bits, which the standard
+            # encoder carries; it decides, and raises for what neither can carry.
+            pass
     try:
         try:
-            text = _encode(event)
-            return text.encode("utf-8")
-        except UnicodeEncodeError:
-            return _ascii.encode(event).encode("ascii")
+            return _encode_utf8(event)
+        except ValueError as exc:
+            if "Out of range float" not in str(exc):
+                raise
+            return _encode_utf8(_finite(event))
     except (TypeError, ValueError, RecursionError, OverflowError) as exc:
         raise UnserializableEventError(str(exc)) from exc
+
+
+def _encode_utf8(event: Dict[str, Any]) -> bytes:
+    try:
+        return _encode(event).encode("utf-8")
+    except UnicodeEncodeError:
+        return _ascii.encode(event).encode("ascii")
+
+
+def _finite(value: Any) -> Any:
+    """A copy with NaN and the infinities as None (the standard encoder refuses them)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+if _orjson is not None:
+    _ORJSON_OPTIONS = _orjson.OPT_NON_STR_KEYS
+
+    def _orjson_default(value: Any) -> Any:
+        if isinstance(value, RawJson):
+            return _orjson.Fragment(value.data)
+        if isinstance(value, JsonDocument):
+            return _orjson.Fragment(value.text)
+        return _convert(value)
 
 
 def _has_document(section: Any) -> bool:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple
 
-from .bodies import encode_body
+from .bodies import FAST_JSON, encode_body
 from .event_json import UnserializableEventError, serialize_event
 from .event_model import MaskEventError, apply_mask_event_model
 from .headers import HeaderMasker, fix_text, join_headers_indexed
@@ -122,6 +122,8 @@ def build_uri(scheme: str, host: str, path: str, query: str) -> str:
 # Writing a JSON body back as its original text saves re-encoding it, but splicing costs more
 # than re-encoding a small body.
 _SPLICE_MIN_BYTES = 4096
+# With orjson a body is validated and embedded as its own bytes whatever its size.
+_FAST_JSON = FAST_JSON
 
 
 class EventBuilder:
@@ -155,6 +157,10 @@ class EventBuilder:
                     "pip install 'moesif-integrations[moesifapi]'"
                 ) from exc
 
+    def _keeps_text(self, body: bytes) -> bool:
+        """Whether a JSON body goes out as its own text rather than re-encoded."""
+        return self._keep_text and (_FAST_JSON or len(body) > _SPLICE_MIN_BYTES)
+
     def build(self, record: ExchangeRecord) -> Dict[str, Any]:
         """The wire event of ``record``. Raises MaskEventError when MASK_EVENT_MODEL fails."""
         options = self._options
@@ -168,6 +174,7 @@ class EventBuilder:
             if spelt is not None:
                 del request_headers[spelt]  # a client's own id: replaced by the one we use
             request_headers[TRANSACTION_HEADER] = transaction_id
+            request_index[_TRANSACTION_HEADER_LOWER] = TRANSACTION_HEADER
         response_headers, response_index = join_headers_indexed(record.response_headers, False)
 
         user_id = record.user_id
@@ -201,7 +208,8 @@ class EventBuilder:
                     request_headers,
                     request_index,
                     options.request_body_masks,
-                    self._keep_text and len(record.request_body) > _SPLICE_MIN_BYTES,
+                    self._keep_text
+                    and (_FAST_JSON or len(record.request_body) > _SPLICE_MIN_BYTES),
                 )
             if record.response_body is not None:
                 _add_body(
@@ -212,7 +220,8 @@ class EventBuilder:
                     response_headers,
                     response_index,
                     options.response_body_masks,
-                    self._keep_text and len(record.response_body) > _SPLICE_MIN_BYTES,
+                    self._keep_text
+                    and (_FAST_JSON or len(record.response_body) > _SPLICE_MIN_BYTES),
                 )
         # Masking last: identity and the bodies' content types read the headers as received.
         request["headers"] = self._request_masker.mask(request_headers)

@@ -98,18 +98,30 @@ def _as_text(value: object) -> str:
     return fix_text(str(value))
 
 
+class IndexedHeaders(Dict[str, str]):
+    """Joined headers that remember their lower-case index, so a lookup by name (the user id,
+    the forwarding headers, the content type) is one dict access, also when it misses."""
+
+    __slots__ = ("index",)
+
+    index: Dict[str, str]
+
+
 def join_headers_indexed(
     pairs: Iterable[Tuple[str, str]], from_environ: bool
 ) -> Tuple[Dict[str, str], Dict[str, str]]:
     """``join_headers`` plus the index it builds: lower-case name -> the key used in the dict."""
-    joined: Dict[str, str] = {}
+    joined = IndexedHeaders()
     index: Dict[str, str] = {}
+    joined.index = index
+    environ_names = _environ_names
     for name, value in pairs:
         if from_environ:
             if not value and name[:8] == "CONTENT_":
                 # wsgiref puts an empty CONTENT_LENGTH in every environ: no header was sent.
                 continue
-            name, lowered = _environ_name(name)
+            names = environ_names.get(name)
+            name, lowered = names if names is not None else _environ_name(name)
         else:
             if type(name) is not str:
                 name = _as_text(name)
@@ -139,6 +151,10 @@ def join_headers(pairs: Iterable[Tuple[str, str]], from_environ: bool) -> Dict[s
 
 def find_header(headers: Dict[str, str], lower_name: str) -> Optional[str]:
     """A header's value by lower-case name, whatever the spelling in ``headers``."""
+    index = getattr(headers, "index", None)
+    if index is not None:
+        key = index.get(lower_name)
+        return None if key is None else headers.get(key)
     value = headers.get(canonical_header_name(lower_name))
     if value is not None:
         return value
@@ -280,8 +296,11 @@ class HeaderMasker:
         if not self._mask_sensitive and not self._extra:
             return headers
         masked: Optional[Dict[str, str]] = None
+        kinds = self._kinds
         for name, value in headers.items():
-            kind = self.kind_of(name)
+            kind = kinds.get(name)
+            if kind is None:
+                kind = self.kind_of(name)
             if not kind:
                 continue
             if masked is None:

@@ -251,35 +251,33 @@ class ClientIpResolver:
     """``client_ip`` for one TRUSTED_PROXIES setting, remembering each peer's verdict.
 
     Network membership is slow pure-Python in ipaddress and the same few peers (the proxies,
-    or the clients themselves) come again and again, so the answer for a peer that is not a
-    trusted proxy is looked up by its text. The memory is bounded.
+    or the clients themselves) come again and again, so each peer's verdict is looked up by its
+    text. A trusted peer's answer depends on the forwarding headers, and is the peer itself when
+    there are none. The memory is bounded.
     """
 
     def __init__(self, trusted: Tuple[IPNetwork, ...]) -> None:
         self._trusted = trusted
-        # remote_addr text -> the answer when the peer is not trusted, or None for a trusted
-        # peer (whose answer depends on the forwarding headers).
-        self._untrusted_peers: Dict[str, Optional[str]] = {}
+        # remote_addr text -> (the peer as text or None, whether it is a trusted proxy)
+        self._peers: Dict[str, Tuple[Optional[str], bool]] = {}
 
     def resolve(self, remote_addr: Optional[str], headers: Dict[str, str]) -> Optional[str]:
         if not remote_addr:
             return None
-        known = self._untrusted_peers.get(remote_addr, _UNSEEN)
-        if known is _UNSEEN:
+        verdict = self._peers.get(remote_addr)
+        if verdict is None:
             peer = parse_ip(remote_addr)
             trusted = self._trusted
             if peer is None:
-                known = None
-            elif not trusted or not _is_trusted(peer, trusted):
-                known = str(peer)
+                verdict = (None, False)
             else:
-                known = _TRUSTED_PEER
-            if len(self._untrusted_peers) < _PARSED_LIMIT:
-                self._untrusted_peers[remote_addr] = known
-        if known is _TRUSTED_PEER:
+                verdict = (str(peer), bool(trusted) and _is_trusted(peer, trusted))
+            if len(self._peers) < _PARSED_LIMIT:
+                self._peers[remote_addr] = verdict
+        peer_text, is_proxy = verdict
+        if is_proxy and (
+            find_header(headers, "forwarded") is not None
+            or find_header(headers, "x-forwarded-for") is not None
+        ):
             return client_ip(remote_addr, headers, self._trusted)
-        return known  # type: ignore[no-any-return]
-
-
-_UNSEEN: Any = object()
-_TRUSTED_PEER: Any = object()
+        return peer_text
