@@ -141,6 +141,20 @@ class ServedApp:
         assert reply.status == 200, reply
         return dict(reply.json())
 
+    def wait_recorded(self, count: int, timeout: float = 10.0) -> Dict[str, Any]:
+        """Polls ``/_stats`` of apps.wrapped until ``count`` exchanges were recorded (queued,
+        dropped or skipped); returns the stats. A client can read a whole response before the
+        server closes the app's iterable, which is when the exchange is recorded."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stats: Dict[str, Any] = self.stats()["stats"]
+            recorded = stats["captured"] + stats["dropped_queue_full"] + stats["skipped"]
+            if recorded >= count:
+                return stats
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{recorded} exchanges recorded within {timeout} s, not {count}")
+            time.sleep(0.01)
+
     def flush(self) -> Dict[str, Any]:
         """``/_flush`` of apps.wrapped: delivers what is queued, then answers like stats()."""
         reply = self.request("GET", "/_flush", timeout=20.0)

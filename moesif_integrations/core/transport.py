@@ -8,6 +8,11 @@ full jitter, honour Retry-After, and stop early when the sender is told to stop.
 from __future__ import annotations
 
 import email.utils
+
+# getaddrinfo() imports this codec on a sender's first connection. A fork() during that import
+# (gunicorn --preload after the master sent events) leaves the child's codec lookup broken for
+# good ("unknown encoding: idna") and it can never connect: import it before any thread runs.
+import encodings.idna  # noqa: F401
 import http.client
 import random
 import socket

@@ -1,0 +1,1 @@
+"""WSGI apps that the real-server tests load by dotted name (``apps.wrapped:app``)."""
