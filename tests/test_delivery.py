@@ -287,3 +287,41 @@ def test_gzip_and_headers_on_the_wire(wrap: Any, collector: Any) -> None:
     assert received["x-moesif-application-id"] == APP_ID
     assert received["user-agent"].startswith("moesif-integrations-python/")
     assert json.loads(json.dumps(received))  # plain strings
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_locks_held_at_fork_do_not_hang_the_child(wrap: Any, collector: Any) -> None:
+    app = wrap()
+    call(app)
+    recorder = app.recorder
+    assert recorder is not None
+    # Fork while another thread holds the counters' and the log limiter's locks.
+    held = [recorder.counters._lock, recorder._problems._lock]
+    for lock in held:
+        lock.acquire()
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                recorder.counters.add("skipped")
+                recorder.call_hook("SKIP", lambda: 1 / 0)  # logs through the limiter
+                call(app, "GET", "/child")
+                code = 0 if app.flush(timeout=10) else 2
+            finally:
+                os._exit(code)
+    finally:
+        for lock in held:
+            lock.release()
+    started = time.monotonic()
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() - started > 20:
+            os.kill(pid, 9)
+            pytest.fail("the forked child hung on a lock held at fork()")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0
+    uris = [e["request"]["uri"] for e in collector.wait_for_events(2)]
+    assert any(uri.endswith("/child") for uri in uris)

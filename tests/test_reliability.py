@@ -186,12 +186,6 @@ def test_retry_after_beyond_the_cap_waits_only_the_cap(wrap: Any, collector: Any
     assert collector.event_count() == 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dispatch.py: a sender takes a batch only when BATCH_SIZE events are queued or the "
-    "oldest is EVENT_BATCH_TIMEOUT old; a queue bound below BATCH_SIZE (or a byte bound reached "
-    "first) leaves the full queue waiting while new events are dropped, collector healthy",
-)
 def test_a_full_queue_is_sent_at_once_rather_than_dropping(wrap: Any, collector: Any) -> None:
     app = wrap(EVENT_QUEUE_SIZE=50, BATCH_SIZE=100, EVENT_BATCH_TIMEOUT=1.0)
     for index in range(200):  # 0.2 s at most: well within the batch timeout

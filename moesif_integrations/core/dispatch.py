@@ -70,6 +70,10 @@ class Dispatcher:
         self.counters = counters
         self._on_config_etag = on_config_etag
         self._problems = LogOnce()
+        # A batch is due when full, or when the queue is half way to either of its bounds:
+        # a queue bound below BATCH_SIZE must not leave a full queue waiting for the timeout.
+        self._due_count = max(1, min(options.batch_size, options.queue_size // 2))
+        self._due_bytes = max(1, min(options.batch_max_bytes, options.queue_max_bytes // 2))
         self._reset_state()
         _live_dispatchers.add(self)
 
@@ -103,9 +107,11 @@ class Dispatcher:
                 and not self._closed
             ):
                 queue.append((record, size, _monotonic()))
-                self._queued_bytes += size
+                queued_bytes = self._queued_bytes = self._queued_bytes + size
                 self._captured += 1
-                if len(queue) == opts.batch_size:
+                if len(queue) == self._due_count or (
+                    queued_bytes >= self._due_bytes > queued_bytes - size
+                ):
                     self._wake.notify()
                 if not self._workers:
                     self._start_workers()
@@ -147,7 +153,8 @@ class Dispatcher:
                 if n:
                     age = time.monotonic() - self._queue[0][2]
                     if (
-                        n >= opts.batch_size
+                        n >= self._due_count
+                        or self._queued_bytes >= self._due_bytes
                         or self._flush_requests
                         or age >= opts.batch_timeout
                         or self._stop.is_set()
@@ -164,7 +171,11 @@ class Dispatcher:
                 self._queued_bytes -= size
                 batch.append(record)
             self._in_flight += len(batch)
-            if queue and (len(queue) >= opts.batch_size or self._flush_requests):
+            if queue and (
+                len(queue) >= self._due_count
+                or self._queued_bytes >= self._due_bytes
+                or self._flush_requests
+            ):
                 self._wake.notify()
             return batch
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from typing import Dict, Tuple
 
 logger = logging.getLogger("moesif_integrations")
@@ -23,6 +25,7 @@ class LogOnce:
         self._lock = threading.Lock()
         # key -> (time of the last line, repeats suppressed since)
         self._seen: Dict[str, Tuple[float, int]] = {}
+        _live.add(self)
 
     def log(
         self, key: str, level: int, message: str, *args: object, exc_info: bool = False
@@ -43,3 +46,16 @@ class LogOnce:
     def reset(self) -> None:
         with self._lock:
             self._seen.clear()
+
+
+_live: weakref.WeakSet[LogOnce] = weakref.WeakSet()
+
+
+def _new_locks_after_fork() -> None:
+    # A lock some other thread held at fork() stays locked for ever in the child.
+    for limiter in list(_live):
+        limiter._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_locks_after_fork)
