@@ -74,13 +74,16 @@ class Dispatcher:
         # a queue bound below BATCH_SIZE must not leave a full queue waiting for the timeout.
         self._due_count = max(1, min(options.batch_size, options.queue_size // 2))
         self._due_bytes = max(1, min(options.batch_max_bytes, options.queue_max_bytes // 2))
+        self._backlog_count = max(self._due_count, options.queue_size // 4)
         self._reset_state()
         _live_dispatchers.add(self)
 
     def _reset_state(self) -> None:
         """Fresh queue, locks and no threads: at construction and in a forked child."""
         self._lock = threading.Lock()
+        # Sender 0 and the helpers wait apart, so that a due batch wakes only sender 0.
         self._wake = threading.Condition(self._lock)
+        self._wake_helpers = threading.Condition(self._lock)
         self._idle = threading.Condition(self._lock)
         self._queue: Deque[Tuple[ExchangeRecord, int, float]] = collections.deque()
         self._queued_bytes = 0
@@ -109,10 +112,11 @@ class Dispatcher:
                 queue.append((record, size, _monotonic()))
                 queued_bytes = self._queued_bytes = self._queued_bytes + size
                 self._captured += 1
-                if len(queue) == self._due_count or (
-                    queued_bytes >= self._due_bytes > queued_bytes - size
-                ):
+                n = len(queue)
+                if n == self._due_count or (queued_bytes >= self._due_bytes > queued_bytes - size):
                     self._wake.notify()
+                if n == self._backlog_count:
+                    self._wake_helpers.notify()
                 if not self._workers:
                     self._start_workers()
                 return True
@@ -135,15 +139,24 @@ class Dispatcher:
         # Called with the lock held, on first use in this process.
         for number in range(self.options.worker_count):
             thread = threading.Thread(
-                target=self._run_worker, name=f"moesif-integrations-sender-{number}", daemon=True
+                target=self._run_worker,
+                args=(number,),
+                name=f"moesif-integrations-sender-{number}",
+                daemon=True,
             )
             self._workers.append(thread)
             thread.start()
 
     # ------------------------------------------------------------------ worker
 
-    def _take_batch(self) -> List[ExchangeRecord]:
-        """Waits until a batch is due (full, old enough, or a flush asked) and takes it."""
+    def _take_batch(self, number: int = 0) -> List[ExchangeRecord]:
+        """Waits until a batch is due (full, old enough, or a flush asked) and takes it.
+
+        Sender 0 does the work while it keeps up; the others step in only for a backlog (an
+        event older than the batch timeout, a quarter of the queue bound, a flush), that is
+        while sender 0 waits on a slow collector or a retry: every extra thread competing for
+        the GIL costs the app more than it saves.
+        """
         opts = self.options
         with self._lock:
             while True:
@@ -152,9 +165,12 @@ class Dispatcher:
                 n = len(self._queue)
                 if n:
                     age = time.monotonic() - self._queue[0][2]
+                    if number == 0:
+                        due = n >= self._due_count or self._queued_bytes >= self._due_bytes
+                    else:  # a helper: only for a backlog the first sender is not clearing
+                        due = n >= self._backlog_count or self._queued_bytes >= self._due_bytes
                     if (
-                        n >= self._due_count
-                        or self._queued_bytes >= self._due_bytes
+                        due
                         or self._flush_requests
                         or age >= opts.batch_timeout
                         or self._stop.is_set()
@@ -163,7 +179,7 @@ class Dispatcher:
                     wait = opts.batch_timeout - age
                 else:
                     wait = opts.batch_timeout
-                self._wake.wait(wait)
+                (self._wake if number == 0 else self._wake_helpers).wait(wait)
             batch = []
             queue = self._queue
             for _ in range(min(opts.batch_size, len(queue))):
@@ -177,6 +193,8 @@ class Dispatcher:
                 or self._flush_requests
             ):
                 self._wake.notify()
+                if len(queue) >= self._backlog_count or self._flush_requests:
+                    self._wake_helpers.notify()
             return batch
 
     def _done(self, count: int) -> None:
@@ -185,11 +203,11 @@ class Dispatcher:
             if not self._queue and not self._in_flight:
                 self._idle.notify_all()
 
-    def _run_worker(self) -> None:
+    def _run_worker(self, number: int = 0) -> None:
         transport = Transport(self.transport_options, self._stop)
         try:
             while True:
-                batch = self._take_batch()
+                batch = self._take_batch(number)
                 if not batch:
                     if self._stop.is_set():
                         return
@@ -309,6 +327,7 @@ class Dispatcher:
             if deadline is not None and (previous_deadline is None or deadline < previous_deadline):
                 self._deadline = deadline
             self._wake.notify_all()
+            self._wake_helpers.notify_all()
             try:
                 while self._queue or self._in_flight:
                     remaining = None if deadline is None else deadline - time.monotonic()
@@ -334,6 +353,7 @@ class Dispatcher:
             left = len(self._queue) + self._in_flight
             self._stop.set()
             self._wake.notify_all()
+            self._wake_helpers.notify_all()
             workers = list(self._workers)
         for thread in workers:
             remaining = max(0.0, timeout - (time.monotonic() - started))
