@@ -1,0 +1,87 @@
+"""The overhead benchmark runs end to end and every event it sends arrives.
+
+Speed is measured by ``benchmarks/overhead.py``, never asserted here: this only proves the
+benchmark works (tiny counts, the generic middleware, moesifwsgi beside it when installed).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("flask")
+
+BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "overhead.py"
+REQUESTS = 200
+
+
+def test_benchmark_completes_and_delivers_every_event(tmp_path: Path) -> None:
+    integrations = ["generic"]
+    if importlib.util.find_spec("moesifwsgi") is not None:
+        integrations.append("moesifwsgi")
+    out = tmp_path / "bench.json"
+    env = dict(os.environ)
+    # The benchmark's settings come from its arguments, never from a developer's environment.
+    for key in [k for k in env if k.startswith("MOESIF_")]:
+        del env[key]
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARK),
+            "--quick",
+            "--requests",
+            str(REQUESTS),
+            "--rounds",
+            "1",
+            "--pipeline-events",
+            "300",
+            "--only",
+            ",".join(integrations),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(out.read_text(encoding="utf-8"))
+
+    cases = {case["key"]: case for case in report["cases"]}
+    for integration in ["bare", *integrations]:
+        for request in ("GET", "POST"):
+            assert f"flask/{integration}/{request}" in cases
+    for case in cases.values():
+        if case["integration"] == "bare":
+            assert case["delivered"] is None
+            continue
+        assert case["sent"] == REQUESTS
+        assert case["delivered"] == case["sent"], case
+        assert case["ratio"] > 0
+        assert case["p99_ms"] > 0
+
+    # A sustained run may outpace delivery, but every event is delivered or counted as dropped.
+    (sustained,) = report["sustained"]
+    assert sustained["integration"] == "generic"
+    assert sustained["requests"] == 3 * sustained["queue_size"]
+    assert sustained["delivered"] + sustained["dropped"] == sustained["requests"], sustained
+
+    pipeline = report["pipeline"]
+    assert {(p["integration"], p["spec"]) for p in pipeline} == {
+        (integration, request) for integration in integrations for request in ("GET", "POST")
+    }
+    for measure in pipeline:
+        assert measure["delivered"] == measure["sent"] > 0, measure
+        assert measure["memory_bytes_per_event"] > 0
+        assert measure["capacity"] > 0
+
+    # The Markdown report is on stdout, ready to paste.
+    assert "| bare Flask app | GET |" in completed.stdout
+    assert completed.stdout == report["report"]
