@@ -59,8 +59,14 @@ class HarnessBase(abc.ABC):
         """The adapter's object: has flush(timeout), shutdown(timeout) and stats()."""
 
     @abc.abstractmethod
-    def request(self, method: str, path: str, body: bytes = b"",
-                headers: Optional[Dict[str, str]] = None, query: str = "") -> Reply:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: Optional[Dict[str, str]] = None,
+        query: str = "",
+    ) -> Reply:
         """One request through the framework's own test client."""
 
     @abc.abstractmethod

@@ -19,12 +19,13 @@ def standard_app(produced: List[bytes]) -> Any:
         body = environ["wsgi.input"].read(int(length)) if length.isdigit() else b""
 
         def reply(status: str, content_type: str, data: bytes) -> List[bytes]:
-            start_response(status, [("Content-Type", content_type),
-                                    ("Content-Length", str(len(data)))])
+            start_response(
+                status, [("Content-Type", content_type), ("Content-Length", str(len(data)))]
+            )
             return [data]
 
         if method == "GET" and path.startswith("/items/"):
-            item = json.dumps({"id": path[len("/items/"):]}).encode()
+            item = json.dumps({"id": path[len("/items/") :]}).encode()
             return reply("200 OK", "application/json", item)
         if method == "POST" and path == "/items":
             received = json.dumps({"received": json.loads(body)}).encode()
@@ -64,15 +65,20 @@ class WsgiHarness(HarnessBase):
     def integration(self) -> Any:
         return self.middleware
 
-    def request(self, method: str, path: str, body: bytes = b"",
-                headers: Optional[Dict[str, str]] = None, query: str = "") -> Reply:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: Optional[Dict[str, str]] = None,
+        query: str = "",
+    ) -> Reply:
         try:
             result = call(self.middleware, method, path, body=body, headers=headers, query=query)
         except RuntimeError:
             # A bare WSGI app has no error page: the server would answer 500.
             return Reply(500, {}, b"")
-        return Reply(result.status_code, {k.lower(): v for k, v in result.headers},
-                     result.body)
+        return Reply(result.status_code, {k.lower(): v for k, v in result.headers}, result.body)
 
     def stream_probe(self) -> StreamProbe:
         iterable = self.middleware(make_environ("GET", "/stream"), lambda *args: None)

@@ -12,8 +12,13 @@ import pytest
 from harness import BIG_SIZE, STREAM_CHUNKS, HarnessBase
 
 ADAPTERS = ["wsgi", "flask", "bottle", "pyramid", "falcon", "falcon_asgi"]
-FRAMEWORK_OF = {"flask": "flask", "bottle": "bottle", "pyramid": "pyramid", "falcon": "falcon",
-                "falcon_asgi": "falcon"}
+FRAMEWORK_OF = {
+    "flask": "flask",
+    "bottle": "bottle",
+    "pyramid": "pyramid",
+    "falcon": "falcon",
+    "falcon_asgi": "falcon",
+}
 
 
 def load_harness(name: str) -> Any:
@@ -35,8 +40,11 @@ def make(request: Any, collector: Any) -> Iterator[MakeHarness]:
     made: List[HarnessBase] = []
 
     def factory(**settings: Any) -> HarnessBase:
-        options = {"APPLICATION_ID": "conformance-app", "BASE_URI": collector.url,
-                   "EVENT_BATCH_TIMEOUT": 0.05}
+        options = {
+            "APPLICATION_ID": "conformance-app",
+            "BASE_URI": collector.url,
+            "EVENT_BATCH_TIMEOUT": 0.05,
+        }
         options.update(settings)
         harness = harness_class(options)
         made.append(harness)
@@ -72,8 +80,12 @@ def test_json_get(make: MakeHarness, collector: Any) -> None:
 
 def test_json_post(make: MakeHarness, collector: Any) -> None:
     harness = make()
-    reply = harness.request("POST", "/items", body=b'{"name": "widget", "qty": 3}',
-                            headers={"Content-Type": "application/json"})
+    reply = harness.request(
+        "POST",
+        "/items",
+        body=b'{"name": "widget", "qty": 3}',
+        headers={"Content-Type": "application/json"},
+    )
     assert reply.status == 201
     assert json.loads(reply.body) == {"received": {"name": "widget", "qty": 3}}
     (event,) = delivered(harness, collector)
@@ -84,8 +96,12 @@ def test_json_post(make: MakeHarness, collector: Any) -> None:
 
 def test_form_post(make: MakeHarness, collector: Any) -> None:
     harness = make()
-    reply = harness.request("POST", "/form", body=b"name=ada&x=1",
-                            headers={"Content-Type": "application/x-www-form-urlencoded"})
+    reply = harness.request(
+        "POST",
+        "/form",
+        body=b"name=ada&x=1",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert reply.status == 200 and reply.body == b"hello ada"
     (event,) = delivered(harness, collector)
     assert base64.b64decode(event["request"]["body"]) == b"name=ada&x=1"
@@ -95,8 +111,9 @@ def test_form_post(make: MakeHarness, collector: Any) -> None:
 def test_binary_upload(make: MakeHarness, collector: Any) -> None:
     harness = make()
     payload = bytes(range(256)) * 8
-    reply = harness.request("POST", "/upload", body=payload,
-                            headers={"Content-Type": "application/octet-stream"})
+    reply = harness.request(
+        "POST", "/upload", body=payload, headers={"Content-Type": "application/octet-stream"}
+    )
     assert json.loads(reply.body) == {"size": len(payload)}
     (event,) = delivered(harness, collector)
     assert event["request"]["transfer_encoding"] == "base64"
@@ -149,9 +166,12 @@ def test_hooks(make: MakeHarness, collector: Any) -> None:
 
         return called
 
-    harness = make(IDENTIFY_USER=hook("user", "user-7"), IDENTIFY_COMPANY=hook("company", "co-9"),
-                   GET_METADATA=hook("metadata", {"plan": "gold"}),
-                   GET_SESSION_TOKEN=hook("session", "sess-3"))
+    harness = make(
+        IDENTIFY_USER=hook("user", "user-7"),
+        IDENTIFY_COMPANY=hook("company", "co-9"),
+        GET_METADATA=hook("metadata", {"plan": "gold"}),
+        GET_SESSION_TOKEN=hook("session", "sess-3"),
+    )
     harness.request("GET", "/items/1")
     (event,) = delivered(harness, collector)
     assert calls == {"user": 1, "company": 1, "metadata": 1, "session": 1}
@@ -185,9 +205,16 @@ def test_masking_and_identified_user(make: MakeHarness, collector: Any) -> None:
     claims = base64.urlsafe_b64encode(json.dumps({"sub": "jwt-user"}).encode()).rstrip(b"=")
     token = "eyJhbGciOiJIUzI1NiJ9." + claims.decode() + ".sig"
     harness = make(REQUEST_BODY_MASKS=["password"], RESPONSE_BODY_MASKS=["password"])
-    harness.request("POST", "/items", body=b'{"login": "a", "password": "hunter2"}',
-                    headers={"Content-Type": "application/json",
-                             "Authorization": f"Bearer {token}", "X-Api-Key": "k-123"})
+    harness.request(
+        "POST",
+        "/items",
+        body=b'{"login": "a", "password": "hunter2"}',
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {token}",
+            "X-Api-Key": "k-123",
+        },
+    )
     (event,) = delivered(harness, collector)
     assert event["user_id"] == "jwt-user"
     text = json.dumps(event)
