@@ -330,3 +330,28 @@ def test_locks_held_at_fork_do_not_hang_the_child(wrap: Any, collector: Any) -> 
     assert os.waitstatus_to_exitcode(status) == 0
     uris = [e["request"]["uri"] for e in collector.wait_for_events(2)]
     assert any(uri.endswith("/child") for uri in uris)
+
+
+def test_exit_budget_is_shared_by_every_sender(collector: Any) -> None:
+    # Two integrations and a queued profile update, all stuck on a hanging collector: the
+    # at-exit flush takes one SHUTDOWN_TIMEOUT in all, not one per sender.
+    collector.hang()
+    started = time.monotonic()
+    done = run_script(f"""
+        from moesif_integrations import MoesifMiddleware
+        from wsgi_client import call
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            return [b"bye"]
+        settings = {{"APPLICATION_ID": "x", "BASE_URI": "{collector.url}",
+                    "SHUTDOWN_TIMEOUT": 2, "READ_TIMEOUT": 60}}
+        first, second = MoesifMiddleware(app, settings), MoesifMiddleware(app, settings)
+        for _ in range(5):
+            call(first)
+            call(second)
+        first.update_user({{"user_id": "u-1"}})
+    """)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert elapsed < 2 + 1.0 + 1.5  # one budget + a second + interpreter start-up
+    collector.heal()

@@ -10,18 +10,16 @@ logged (rate-limited), never raised.
 
 from __future__ import annotations
 
-import atexit
 import collections
 import logging
-import os
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Any, Deque, Dict, List, Optional
 
 from .counters import Counters
 from .event_json import UnserializableEventError, serialize_event
+from .lifecycle import reset_in_forked_child, shut_down_at_exit
 from .logs import LogOnce, logger
 from .profiles import (
     ACTIONS,
@@ -74,7 +72,8 @@ class ProfileClient:
         self.options = options or ProfileOptions()
         self.counters = counters
         self._reset_state()
-        _live_clients.add(self)
+        reset_in_forked_child(self)
+        shut_down_at_exit(self)
 
     def _reset_state(self) -> None:
         """Fresh queue, locks and no thread: at construction and in a forked child (where a
@@ -380,32 +379,17 @@ class ProfileClient:
             logger.warning("shutdown: %d profile updates left unsent after %.1fs", left, timeout)
         return flushed and not left
 
-    def _after_fork_in_child(self) -> None:
+    # -- what core/lifecycle.py calls
+    exit_order = 1
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def shutdown_timeout(self) -> float:
+        return self.options.shutdown_timeout
+
+    def after_fork_in_child(self) -> None:
         # The parent's thread does not exist here and its queued items are the parent's to send.
         self._reset_state()
-
-
-_live_clients: weakref.WeakSet[ProfileClient] = weakref.WeakSet()
-
-
-def _reset_after_fork() -> None:
-    for client in list(_live_clients):
-        client._after_fork_in_child()
-
-
-def _flush_at_exit() -> None:
-    clients = [client for client in list(_live_clients) if not client._closed]
-    if not clients:
-        return
-    deadline = time.monotonic() + max(client.options.shutdown_timeout for client in clients)
-    for client in clients:
-        budget = min(client.options.shutdown_timeout, deadline - time.monotonic())
-        try:
-            client.shutdown(max(0.0, budget))
-        except Exception:
-            logger.warning("at-exit flush of profile updates failed", exc_info=True)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
-atexit.register(_flush_at_exit)

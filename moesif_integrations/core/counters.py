@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import threading
-import weakref
 from typing import Dict
+
+from .lifecycle import reset_in_forked_child
 
 COUNTER_NAMES = (
     "captured",
@@ -30,7 +30,7 @@ class Counters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: Dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
-        _live.add(self)
+        reset_in_forked_child(self)
 
     def add(self, name: str, amount: int = 1) -> None:
         with self._lock:
@@ -43,20 +43,11 @@ class Counters:
         with self._lock:
             return dict(self._values)
 
+    def after_fork_in_child(self) -> None:
+        # A lock another thread held at fork() stays locked for ever in the child.
+        self._lock = threading.Lock()
+
     def reset(self) -> None:
         with self._lock:
             for name in self._values:
                 self._values[name] = 0
-
-
-_live: weakref.WeakSet[Counters] = weakref.WeakSet()
-
-
-def _new_locks_after_fork() -> None:
-    # A lock some other thread held at fork() stays locked for ever in the child.
-    for counters in list(_live):
-        counters._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_locks_after_fork)

@@ -8,17 +8,16 @@ counts it; nothing here ever blocks the app.
 
 from __future__ import annotations
 
-import atexit
 import collections
 import os
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Callable, Deque, List, Optional, Tuple
 
 from .counters import Counters
+from .lifecycle import reset_in_forked_child, shut_down_at_exit
 from .logs import LogOnce, logger
 from .record import ExchangeRecord
 from .transport import Response, Transport, TransportOptions, gzip_compress
@@ -77,7 +76,8 @@ class Dispatcher:
         self._due_bytes = max(1, min(options.batch_max_bytes, options.queue_max_bytes // 2))
         self._backlog_count = max(self._due_count, options.queue_size // 4)
         self._reset_state()
-        _live_dispatchers.add(self)
+        reset_in_forked_child(self)
+        shut_down_at_exit(self)
 
     def _reset_state(self) -> None:
         """Fresh queue, locks and no threads: at construction and in a forked child."""
@@ -367,33 +367,17 @@ class Dispatcher:
             logger.warning("shutdown: %d events left unsent after %.1fs", left, timeout)
         return delivered and not left
 
-    def _after_fork_in_child(self) -> None:
+    # -- what core/lifecycle.py calls
+    exit_order = 0
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def shutdown_timeout(self) -> float:
+        return self.options.shutdown_timeout
+
+    def after_fork_in_child(self) -> None:
         # The parent's threads do not exist here and its queued records are the parent's to send.
         self._reset_state()
-
-
-_live_dispatchers: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
-
-
-def _reset_after_fork() -> None:
-    for dispatcher in list(_live_dispatchers):
-        dispatcher._after_fork_in_child()
-
-
-def _flush_at_exit() -> None:
-    dispatchers = [d for d in list(_live_dispatchers) if not d._closed]
-    if not dispatchers:
-        return
-    budget = max(d.options.shutdown_timeout for d in dispatchers)
-    deadline = time.monotonic() + budget
-    for dispatcher in dispatchers:
-        remaining = max(0.0, min(dispatcher.options.shutdown_timeout, deadline - time.monotonic()))
-        try:
-            dispatcher.shutdown(remaining)
-        except Exception:
-            logger.warning("at-exit flush failed", exc_info=True)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
-atexit.register(_flush_at_exit)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-import weakref
 from typing import Dict, Tuple
+
+from .lifecycle import reset_in_forked_child
 
 logger = logging.getLogger("moesif_integrations")
 logger.addHandler(logging.NullHandler())
@@ -25,7 +25,7 @@ class LogOnce:
         self._lock = threading.Lock()
         # key -> (time of the last line, repeats suppressed since)
         self._seen: Dict[str, Tuple[float, int]] = {}
-        _live.add(self)
+        reset_in_forked_child(self)
 
     def log(
         self, key: str, level: int, message: str, *args: object, exc_info: bool = False
@@ -43,19 +43,10 @@ class LogOnce:
         logger.log(level, message, *args, exc_info=exc_info)
         return True
 
+    def after_fork_in_child(self) -> None:
+        # A lock another thread held at fork() stays locked for ever in the child.
+        self._lock = threading.Lock()
+
     def reset(self) -> None:
         with self._lock:
             self._seen.clear()
-
-
-_live: weakref.WeakSet[LogOnce] = weakref.WeakSet()
-
-
-def _new_locks_after_fork() -> None:
-    # A lock some other thread held at fork() stays locked for ever in the child.
-    for limiter in list(_live):
-        limiter._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_locks_after_fork)

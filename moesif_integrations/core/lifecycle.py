@@ -1,0 +1,63 @@
+"""The process lifecycle of everything that owns threads, queues or locks, in one place.
+
+- In a child of ``fork()`` (gunicorn ``--preload``, uWSGI) the parent's threads do not exist and
+  a lock another thread held at that instant stays locked for ever: each registered object
+  gets fresh state there (``after_fork_in_child``).
+- At exit, every open sender is shut down within ONE budget, the largest SHUTDOWN_TIMEOUT among
+  them, so exit never takes longer than that however many integrations the process has. Event
+  senders go first (they carry the API calls), profile senders get what is left.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import time
+import weakref
+from typing import Any, List
+
+# The package logger, by name: logs.py registers with this module, so it cannot be imported.
+logger = logging.getLogger("moesif_integrations")
+
+# Objects with after_fork_in_child().
+_fork_aware: weakref.WeakSet[Any] = weakref.WeakSet()
+# Objects with shutdown(timeout), a ``closed`` attribute, ``shutdown_timeout`` and
+# ``exit_order`` (lower first).
+_exit_flushed: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def reset_in_forked_child(owner: Any) -> None:
+    """``owner.after_fork_in_child()`` will run in every child forked from now on."""
+    _fork_aware.add(owner)
+
+
+def shut_down_at_exit(owner: Any) -> None:
+    """``owner.shutdown(budget)`` will run at exit, within the shared budget."""
+    _exit_flushed.add(owner)
+
+
+def _after_fork_in_child() -> None:
+    for owner in list(_fork_aware):
+        owner.after_fork_in_child()
+
+
+def _shut_down_all() -> None:
+    owners: List[Any] = sorted(
+        (owner for owner in list(_exit_flushed) if not owner.closed),
+        key=lambda owner: owner.exit_order,
+    )
+    if not owners:
+        return
+    deadline = time.monotonic() + max(owner.shutdown_timeout for owner in owners)
+    for owner in owners:
+        budget = max(0.0, min(owner.shutdown_timeout, deadline - time.monotonic()))
+        try:
+            owner.shutdown(budget)
+        except Exception:
+            logger.warning("at-exit flush failed", exc_info=True)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_shut_down_all)
