@@ -665,3 +665,8 @@ def test_cyclic_metadata_raises() -> None:
 def test_an_empty_content_length_from_the_server_is_not_a_header() -> None:
     headers = join_headers([("CONTENT_LENGTH", ""), ("HTTP_ACCEPT", "*/*")], True)
     assert headers == {"Accept": "*/*"}
+
+
+def test_asgi_byte_header_names_get_the_canonical_case() -> None:
+    headers = join_headers([(b"content-type", b"application/json"), (b"x-api-key", b"k")], False)
+    assert headers == {"Content-Type": "application/json", "X-Api-Key": "k"}

@@ -124,7 +124,9 @@ def join_headers_indexed(
             name, lowered = names if names is not None else _environ_name(name)
         else:
             if type(name) is not str:
-                name = _as_text(name)
+                # Byte names come from ASGI, lower-case by its spec: give them the canonical
+                # case, so an event reads the same whichever adapter captured it.
+                name = canonical_header_name(_as_text(name))
             elif not name.isascii():
                 name = fix_text(name)
             lowered = name.lower()
