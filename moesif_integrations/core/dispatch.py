@@ -74,7 +74,7 @@ class Dispatcher:
         # a queue bound below BATCH_SIZE must not leave a full queue waiting for the timeout.
         self._due_count = max(1, min(options.batch_size, options.queue_size // 2))
         self._due_bytes = max(1, min(options.batch_max_bytes, options.queue_max_bytes // 2))
-        self._backlog_count = max(self._due_count, options.queue_size // 4)
+        self._backlog_count = max(2 * self._due_count, 2)
         self._reset_state()
         reset_in_forked_child(self)
         shut_down_at_exit(self)
@@ -154,7 +154,7 @@ class Dispatcher:
         """Waits until a batch is due (full, old enough, or a flush asked) and takes it.
 
         Sender 0 does the work while it keeps up; the others step in only for a backlog (an
-        event older than the batch timeout, a quarter of the queue bound, a flush), that is
+        event older than the batch timeout, two batches waiting, a flush), that is
         while sender 0 waits on a slow collector or a retry: every extra thread competing for
         the GIL costs the app more than it saves.
         """
@@ -229,10 +229,13 @@ class Dispatcher:
         parts: List[bytes] = []
         part_bytes = 0
         limit = self.options.batch_max_bytes
+        # Encoding holds the GIL: a request thread waiting for it would wait up to the
+        # interpreter's switch interval (5 ms), which shows as tail latency, so the sender lets
+        # it in every few events. But a thread that lets go waits as long to come back while
+        # the app is busy: with a backlog, delivery comes first and the sender does not yield.
+        polite = len(self._queue) < self._due_count
         for number, record in enumerate(records, 1):
-            if not number % _EVENTS_BETWEEN_YIELDS:
-                # Encoding holds the GIL; a request thread waiting for it would otherwise wait
-                # up to the interpreter's switch interval (5 ms), which shows as tail latency.
+            if polite and not number % _EVENTS_BETWEEN_YIELDS:
                 time.sleep(0)
             encoded = self._encode(record)
             if encoded is None:
