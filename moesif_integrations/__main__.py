@@ -50,8 +50,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "demo":
-        # A command-line program may configure logging: delivery problems should be seen.
-        logging.basicConfig(level=logging.WARNING, format="%(name)s: %(levelname)s: %(message)s")
+        # Delivery problems should be seen: the package's own logger gets a handler (the root
+        # logger is left alone, as everywhere in this package).
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+        package_logger = logging.getLogger("moesif_integrations")
+        package_logger.addHandler(handler)
+        package_logger.setLevel(logging.WARNING)
         from .demo import run_demo
 
         return run_demo(db_path=args.db, keep=args.keep, collector_port=args.port)
