@@ -235,7 +235,11 @@ class Settings:
         10000, "Most events waiting to be sent; further events are dropped and counted.", minimum=1
     )
     event_worker_count: int = option(
-        2, "Background threads that build and send batches.", minimum=1, maximum=16
+        2,
+        "Sender threads: the first builds and sends the batches, the others help with a "
+        "backlog (a slow collector, a retry).",
+        minimum=1,
+        maximum=16,
     )
     batch_size: int = option(100, "Most events in one batch.", minimum=1, maximum=1000)
     event_batch_timeout: float = option(
