@@ -9,6 +9,23 @@ from __future__ import annotations
 from typing import IO, Any, Iterator, List, Optional
 
 
+class RequestPathSettings:
+    """The settings every request path reads on each request, read once into attributes."""
+
+    def read_request_path_settings(self, recorder: Any) -> None:
+        settings = recorder.settings
+        self.recorder = recorder
+        self.log_body: bool = settings.log_body
+        self.request_limit: int = settings.request_max_body_size
+        self.response_limit: int = settings.response_max_body_size
+        self.add_transaction_id: bool = not settings.disabled_transaction_id
+        self.skip_hook = settings.skip
+        self.identify_user = settings.identify_user
+        self.identify_company = settings.identify_company
+        self.get_session_token = settings.get_session_token
+        self.get_metadata = settings.get_metadata
+
+
 class BodyCapture:
     """Keeps at most ``limit`` bytes of a body and counts all of it."""
 

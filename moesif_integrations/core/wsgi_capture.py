@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from .capture import BodyCapture, InputTee
+from .capture import BodyCapture, InputTee, RequestPathSettings
 from .ids import transaction_id_for
 from .record import ExchangeRecord
 from .recorder import Recorder
@@ -50,25 +50,16 @@ def _content_length(environ: Dict[str, Any]) -> int:
     return length if length >= 0 else -1
 
 
-class WsgiCapture:
+class WsgiCapture(RequestPathSettings):
     """Captures exchanges of one WSGI app for one Recorder. Adapters may subclass it to add
     what their framework knows (the route, the logged-in user)."""
 
     def __init__(self, recorder: Recorder, hook_app: Any = None) -> None:
-        self.recorder = recorder
-        settings = recorder.settings
+        self.read_request_path_settings(recorder)
+        self.recorder: Recorder = recorder
         # The first argument moesifwsgi passes to every hook.
         self.hook_app = hook_app
-        self.log_body = settings.log_body
-        self.request_limit = settings.request_max_body_size
-        self.response_limit = settings.response_max_body_size
-        self.add_transaction_id = not settings.disabled_transaction_id
-        self.skip_hook = settings.skip
-        self.identify_user = settings.identify_user
-        self.identify_company = settings.identify_company
-        self.get_session_token = settings.get_session_token
-        self.get_metadata = settings.get_metadata
-        self.api_version = settings.api_version
+        self.api_version = recorder.settings.api_version
         self.has_identity_hooks = any(
             h is not None
             for h in (

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any, Dict, Optional, Union
 
-from ..core.capture import BodyCapture, InputTee
+from ..core.capture import BodyCapture, InputTee, RequestPathSettings
 from ..core.ids import transaction_id_for
 from ..core.logs import LogOnce
 from ..core.record import ExchangeRecord
@@ -23,21 +23,12 @@ from .streams import ReceiveTee
 _problems = LogOnce()
 
 
-class FalconCapture:
+class FalconCapture(RequestPathSettings):
     """The request path of one middleware: its Recorder, hooks and limits, read once."""
 
     def __init__(self, recorder: Recorder) -> None:
-        settings = recorder.settings
-        self.recorder = recorder
-        self.log_body = settings.log_body
-        self.request_limit = settings.request_max_body_size
-        self.response_limit = settings.response_max_body_size
-        self.add_transaction_id = not settings.disabled_transaction_id
-        self.skip_hook = settings.skip
-        self.identify_user = settings.identify_user
-        self.identify_company = settings.identify_company
-        self.get_session_token = settings.get_session_token
-        self.get_metadata = settings.get_metadata
+        self.read_request_path_settings(recorder)
+        self.recorder: Recorder = recorder
 
     def begin(self, req: Any, resp: Any, asgi: bool) -> Optional[FalconExchange]:
         """Notes the request's facts before routing; None when SKIP says so."""
