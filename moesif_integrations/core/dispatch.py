@@ -75,6 +75,8 @@ class Dispatcher:
         self._due_count = max(1, min(options.batch_size, options.queue_size // 2))
         self._due_bytes = max(1, min(options.batch_max_bytes, options.queue_max_bytes // 2))
         self._backlog_count = max(2 * self._due_count, 2)
+        self._queue_size = options.queue_size
+        self._queue_max_bytes = options.queue_max_bytes
         self._reset_state()
         reset_in_forked_child(self)
         shut_down_at_exit(self)
@@ -102,25 +104,33 @@ class Dispatcher:
     def put(self, record: ExchangeRecord) -> bool:
         """Queues a record; False (and counted) when the queue is full or closed."""
         size = record.approximate_size()
-        opts = self.options
         with self._lock:
             queue = self._queue
-            if (
-                len(queue) < opts.queue_size
-                and self._queued_bytes + size <= opts.queue_max_bytes
-                and not self._closed
-            ):
+            n = len(queue) + 1
+            queued_bytes = self._queued_bytes + size
+            if n <= self._queue_size and queued_bytes <= self._queue_max_bytes and not self._closed:
                 queue.append((record, size, _monotonic()))
-                queued_bytes = self._queued_bytes = self._queued_bytes + size
+                self._queued_bytes = queued_bytes
                 self._captured += 1
-                n = len(queue)
-                if n == self._due_count or (queued_bytes >= self._due_bytes > queued_bytes - size):
-                    self._wake.notify()
-                if n == self._backlog_count:
-                    self._wake_helpers.notify()
-                if not self._workers:
-                    self._start_workers()
+                # One comparison on the common path; the rare cases are sorted out apart.
+                if n >= self._due_count or queued_bytes >= self._due_bytes or not self._workers:
+                    self._queue_grew(n, queued_bytes, size)
                 return True
+        self._count_full()
+        return False
+
+    def _queue_grew(self, n: int, queued_bytes: int, size: int) -> None:
+        # Called with the lock held: wakes sender 0 when a batch just became due, the helpers
+        # when a backlog just formed, and starts the senders on first use in this process.
+        if n == self._due_count or queued_bytes - size < self._due_bytes <= queued_bytes:
+            self._wake.notify()
+        if n == self._backlog_count:
+            self._wake_helpers.notify()
+        if not self._workers:
+            self._start_workers()
+
+    def _count_full(self) -> None:
+        opts = self.options
         self.counters.add("dropped_queue_full")
         self._problems.log(
             "queue-full",
@@ -129,7 +139,6 @@ class Dispatcher:
             opts.queue_size,
             opts.queue_max_bytes,
         )
-        return False
 
     @property
     def captured(self) -> int:

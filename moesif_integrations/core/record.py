@@ -2,21 +2,25 @@
 
 Nothing here is computed: the request path fills a record with what it already has in hand
 (times as floats, bytes as captured, headers as received) and the worker turns it into a wire
-event (``events.py``). Keeping it a plain slotted object keeps each queued event small.
+event (``events.py``). Keeping it a small slotted object keeps each queued event small.
 """
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
-Headers = List[Tuple[str, str]]
+Headers = Sequence[Tuple[str, str]]
 
 
 class ExchangeRecord:
-    """One request/response pair (or one outgoing call), before any encoding."""
+    """One request/response pair (or one outgoing call), before any encoding.
+
+    The facts every exchange has live in slots, set at construction. The ones most exchanges
+    leave at their default (identity, bodies, route, governance, sampling) are class attributes
+    until set: an instance only gets its own ``__dict__`` when one of them is.
+    """
 
     __slots__ = (
-        "direction",
         "request_time",
         "response_time",
         "method",
@@ -27,59 +31,62 @@ class ExchangeRecord:
         "request_headers",
         "request_headers_cgi",
         "remote_addr",
-        "request_body",
-        "request_body_size",
         "status",
         "response_headers",
-        "response_body",
-        "response_body_size",
         "transaction_id",
-        "user_id",
-        "company_id",
-        "session_token",
-        "metadata",
-        "route",
-        "blocked_by",
-        "weight",
+        "__dict__",
     )
 
-    def __init__(self) -> None:
-        self.direction: str = "Incoming"
+    direction: str = "Incoming"
+    # Captured prefix of the body (at most the configured limit); None when bodies are off.
+    request_body: Optional[bytes] = None
+    # True size of the body in bytes (what was read, or Content-Length when larger).
+    request_body_size: int = 0
+    response_body: Optional[bytes] = None
+    response_body_size: int = 0
+    user_id: Optional[str] = None
+    company_id: Optional[str] = None
+    session_token: Optional[str] = None
+    metadata: Any = None
+    # The route template the framework matched ("/items/{id}"), when an adapter knows it.
+    route: Optional[str] = None
+    blocked_by: Optional[str] = None
+    # How many real exchanges this event stands for under sampling.
+    weight: int = 1
+
+    def __init__(
+        self,
+        request_time: float = 0.0,
+        method: str = "GET",
+        scheme: str = "http",
+        host: str = "",
+        path: str = "",
+        query: str = "",
+        request_headers: Headers = (),
+        request_headers_cgi: bool = False,
+        remote_addr: Optional[str] = None,
+        transaction_id: Optional[str] = None,
+    ) -> None:
         # Seconds since the epoch (time.time()); formatted by the worker.
-        self.request_time: float = 0.0
+        self.request_time = request_time
         # When the last byte of the response body was produced (or the iterable closed).
         self.response_time: float = 0.0
-        self.method: str = "GET"
-        self.scheme: str = "http"
+        self.method = method
+        self.scheme = scheme
         # Host as the client named it (Host header), else "SERVER_NAME:SERVER_PORT".
-        self.host: str = ""
+        self.host = host
         # SCRIPT_NAME + PATH_INFO. Under WSGI this is latin-1-decoded bytes (PEP 3333).
-        self.path: str = ""
-        self.query: str = ""
+        self.path = path
+        self.query = query
         # Header pairs as received. When request_headers_cgi is true the names are WSGI environ
         # keys ("HTTP_X_FOO", "CONTENT_TYPE") and the worker turns them into header names.
-        self.request_headers: Headers = []
-        self.request_headers_cgi: bool = False
+        self.request_headers = request_headers
+        self.request_headers_cgi = request_headers_cgi
         # The peer address (REMOTE_ADDR); None when the server gave none.
-        self.remote_addr: Optional[str] = None
-        # Captured prefix of the body (at most the configured limit); None when bodies are off.
-        self.request_body: Optional[bytes] = None
-        # True size of the body in bytes (what was read, or Content-Length when larger).
-        self.request_body_size: int = 0
+        self.remote_addr = remote_addr
         self.status: int = 0
-        self.response_headers: Headers = []
-        self.response_body: Optional[bytes] = None
-        self.response_body_size: int = 0
-        self.transaction_id: Optional[str] = None
-        self.user_id: Optional[str] = None
-        self.company_id: Optional[str] = None
-        self.session_token: Optional[str] = None
-        self.metadata: Any = None
-        # The route template the framework matched ("/items/{id}"), when an adapter knows it.
-        self.route: Optional[str] = None
-        self.blocked_by: Optional[str] = None
-        # How many real exchanges this event stands for under sampling.
-        self.weight: int = 1
+        self.response_headers: Headers = ()
+        self.transaction_id = transaction_id
 
     def approximate_size(self) -> int:
         """Bytes this record holds, roughly: what the queue's byte bound counts."""

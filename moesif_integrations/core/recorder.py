@@ -85,6 +85,9 @@ class Recorder:
             exc_info=True,
         )
 
+    # Whether govern() can block anything: request paths skip the call while it is false.
+    governs = False
+
     def govern(self, record: ExchangeRecord) -> Optional[Block]:
         """The governance seam, consulted before the app runs: a Block answers for the app.
 

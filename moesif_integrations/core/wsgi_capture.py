@@ -9,10 +9,11 @@ calls the identification hooks once each and queues one record.
 
 from __future__ import annotations
 
-import time
+from time import time as _time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .capture import BodyCapture, InputTee, RequestPathSettings
+from .governance import Block
 from .ids import transaction_id_for
 from .record import ExchangeRecord
 from .recorder import Recorder
@@ -27,10 +28,8 @@ _HEADER_KEY_PREFIXES = ("HTTP_", "CONTENT_TYPE", "CONTENT_LENGTH")
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
-def _request_host(environ: Dict[str, Any], scheme: str) -> str:
-    host = environ.get("HTTP_HOST")
-    if host:
-        return str(host)
+def _server_host(environ: Dict[str, Any], scheme: str) -> str:
+    """The host when the client named none (HTTP/1.0): the server's name and port."""
     name = environ.get("SERVER_NAME") or ""
     port = str(environ.get("SERVER_PORT") or "")
     if port and port != _DEFAULT_PORTS.get(scheme):
@@ -79,7 +78,7 @@ class WsgiCapture(RequestPathSettings):
     def __call__(
         self, app: WSGIApp, environ: Dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
-        started = time.time()
+        started = _time()
         try:
             exchange = self.begin(environ, started)
         except Exception:
@@ -96,36 +95,7 @@ class WsgiCapture(RequestPathSettings):
         ):
             self.recorder.skip()
             return None
-        record = ExchangeRecord()
-        record.request_time = started
-        record.method = environ.get("REQUEST_METHOD") or "GET"
-        scheme = environ.get("wsgi.url_scheme") or "http"
-        record.scheme = scheme
-        record.host = _request_host(environ, scheme)
-        record.path = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "")
-        record.query = environ.get("QUERY_STRING") or ""
-        record.remote_addr = environ.get("REMOTE_ADDR") or None
-        transaction_id = None
-        if self.add_transaction_id:
-            transaction_id = transaction_id_for(environ.get("HTTP_X_MOESIF_TRANSACTION_ID"))
-            # The app and the event see the same id the response will carry.
-            environ["HTTP_X_MOESIF_TRANSACTION_ID"] = transaction_id
-            record.transaction_id = transaction_id
-        record.request_headers = [
-            item for item in environ.items() if item[0].startswith(_HEADER_KEY_PREFIXES)
-        ]
-        record.request_headers_cgi = True
-        tee = None
-        # Most requests (GETs) have no body: no tee for them. A chunked upload names itself.
-        if self.log_body and (
-            environ.get("CONTENT_LENGTH", "0") not in ("0", "")
-            or "HTTP_TRANSFER_ENCODING" in environ
-        ):
-            wsgi_input = environ.get("wsgi.input")
-            if wsgi_input is not None:
-                tee = InputTee(wsgi_input, BodyCapture(self.request_limit))
-                environ["wsgi.input"] = tee
-        exchange = WsgiExchange(self, environ, record, tee, transaction_id)
+        exchange = WsgiExchange(self, environ, started)
         # Adapters find the exchange here to add what their framework knows.
         environ[EXCHANGE_ENVIRON_KEY] = exchange
         return exchange
@@ -140,37 +110,60 @@ class WsgiCapture(RequestPathSettings):
         return None
 
 
-class WsgiExchange:
-    """One request in flight. Finishes exactly once, whatever the server and the app do."""
+class WsgiExchange(ExchangeRecord):
+    """One request in flight, and the record it becomes: one object per request, not two.
+
+    Finishes exactly once, whatever the server and the app do; then it drops what only the
+    request needed (environ, the input tee) and is queued as the record.
+    """
 
     __slots__ = (
         "capture",
         "environ",
-        "record",
         "tee",
-        "transaction_id",
-        "status",
-        "response_headers",
+        "status_line",
         "response_capture",
         "finished",
         "identified",
     )
 
-    def __init__(
-        self,
-        capture: WsgiCapture,
-        environ: Dict[str, Any],
-        record: ExchangeRecord,
-        tee: Optional[InputTee],
-        transaction_id: Optional[str],
-    ) -> None:
+    def __init__(self, capture: WsgiCapture, environ: Dict[str, Any], started: float) -> None:
+        get = environ.get
+        scheme = get("wsgi.url_scheme") or "http"
+        host = get("HTTP_HOST")
+        script_name = get("SCRIPT_NAME")
+        path = get("PATH_INFO") or ""
+        transaction_id = None
+        if capture.add_transaction_id:
+            transaction_id = transaction_id_for(get("HTTP_X_MOESIF_TRANSACTION_ID"))
+            # The app and the event see the same id the response will carry.
+            environ["HTTP_X_MOESIF_TRANSACTION_ID"] = transaction_id
+        ExchangeRecord.__init__(
+            self,
+            started,
+            get("REQUEST_METHOD") or "GET",
+            scheme,
+            host if host else _server_host(environ, scheme),
+            script_name + path if script_name else path,
+            get("QUERY_STRING") or "",
+            [item for item in environ.items() if item[0].startswith(_HEADER_KEY_PREFIXES)],
+            True,
+            get("REMOTE_ADDR") or None,
+            transaction_id,
+        )
         self.capture = capture
         self.environ = environ
-        self.record = record
-        self.tee = tee
-        self.transaction_id = transaction_id
-        self.status: Optional[str] = None
-        self.response_headers: List[Tuple[str, str]] = []
+        self.tee: Optional[InputTee] = None
+        # Most requests (GETs) have no body: no tee for them. A chunked upload names itself.
+        if capture.log_body and (
+            get("CONTENT_LENGTH", "0") not in ("0", "") or "HTTP_TRANSFER_ENCODING" in environ
+        ):
+            wsgi_input = get("wsgi.input")
+            if wsgi_input is not None:
+                self.tee = InputTee(wsgi_input, BodyCapture(capture.request_limit))
+                environ["wsgi.input"] = self.tee
+        # The status line as the app gave it; record.status (an int) is set at the end.
+        self.status_line: Optional[str] = None
         self.response_capture: Optional[BodyCapture] = (
             BodyCapture(capture.response_limit) if capture.log_body else None
         )
@@ -178,16 +171,21 @@ class WsgiExchange:
         # True once an adapter ran the identification hooks inside its request context.
         self.identified = False
 
+    @property
+    def record(self) -> ExchangeRecord:
+        """The record this exchange fills (itself)."""
+        return self
+
     def run(self, app: WSGIApp, start_response: StartResponse) -> Iterable[bytes]:
         outer = start_response
 
         def capturing_start_response(
             status: str, headers: List[Tuple[str, str]], exc_info: ExcInfo = None
         ) -> Callable[[bytes], Any]:
-            self.status = status
+            self.status_line = status
             if self.transaction_id is not None:
-                headers = list(headers)
-                headers.append((TRANSACTION_HEADER, self.transaction_id))
+                # A new list: the app's own may be a constant it reuses.
+                headers = [*headers, (TRANSACTION_HEADER, self.transaction_id)]
             self.response_headers = headers
             write: Callable[[bytes], Any] = (
                 outer(status, headers, exc_info) if exc_info else outer(status, headers)
@@ -202,21 +200,26 @@ class WsgiExchange:
 
             return capturing_write
 
-        block = self.capture.recorder.govern(self.record)
-        if block is not None:
-            # Governance answers for the app: the app never runs, the event says who blocked it.
-            self.record.blocked_by = block.rule_id
-            body = block.body
-            if self.response_capture is not None:
-                self.response_capture.add(body)
-            capturing_start_response(block.status_line, list(block.headers))
-            self.finish(error=False)
-            return [body]
+        capture = self.capture
+        if capture.recorder.governs:
+            block = capture.recorder.govern(self)
+            if block is not None:
+                return self._answer_blocked(block, capturing_start_response)
         try:
             result = app(self.environ, capturing_start_response)
         except BaseException:
             self.finish(error=True)
             raise
+        result_type = type(result)
+        if result_type is list or result_type is tuple:
+            # The whole body is in hand: captured now, and the server gets the very same list
+            # (wsgiref still sets Content-Length for one chunk; nothing is left to close).
+            body = self.response_capture
+            if body is not None:
+                for chunk in result:  # type: ignore[union-attr]
+                    body.add(chunk)
+            self.finish(error=False)
+            return result
         file_wrapper = self.environ.get("wsgi.file_wrapper")
         if (
             file_wrapper is not None
@@ -231,6 +234,16 @@ class WsgiExchange:
             return SizedResponseIterator(self, result)
         return ResponseIterator(self, result)
 
+    def _answer_blocked(self, block: Block, start_response: StartResponse) -> List[bytes]:
+        """Governance answers for the app: the app never runs, the event says who blocked it."""
+        self.blocked_by = block.rule_id
+        body = block.body
+        if self.response_capture is not None:
+            self.response_capture.add(body)
+        start_response(block.status_line, list(block.headers))
+        self.finish(error=False)
+        return [body]
+
     def identify(self, response_headers: Optional[Dict[str, str]] = None) -> None:
         """Runs the identification hooks, once. Adapters call this inside the framework's
         request context; otherwise it runs when the response ends."""
@@ -238,7 +251,7 @@ class WsgiExchange:
             return
         self.identified = True
         capture = self.capture
-        record = self.record
+        record = self
         environ = self.environ
         if capture.has_identity_hooks:
             if response_headers is None:
@@ -310,37 +323,45 @@ class WsgiExchange:
             self.capture.recorder.capture_failed("response")
 
     def _finish(self, error: bool) -> None:
-        record = self.record
-        record.response_time = time.time()
-        status = self.status
+        self.response_time = _time()
+        status = self.status_line
         if error or not status:
-            record.status = 500
+            self.status = 500
         else:
             try:
-                record.status = int(status[:3])
+                self.status = int(status[:3])
             except ValueError:
-                record.status = 0
+                self.status = 0
+        environ = self.environ
         tee = self.tee
         if tee is not None:
-            declared = _content_length(self.environ)
+            declared = _content_length(environ)
             body = tee.capture
             if tee.reads == 0 and 0 < declared <= body.limit and not error:
                 try:
                     tee.drain_unread(declared)
                 except Exception:  # the client went away; what was read is what we have
                     pass
-            record.request_body = body.value()
-            record.request_body_size = max(body.size, declared)
-        if self.response_capture is not None:
-            record.response_body = self.response_capture.value()
-            record.response_body_size = self.response_capture.size
-        record.response_headers = self.response_headers
-        self.identify()
+            self.request_body = body.value()
+            self.request_body_size = max(body.size, declared)
+        response_body = self.response_capture
+        if response_body is not None:
+            self.response_body = response_body.value()
+            self.response_body_size = response_body.size
+        if not self.identified:
+            self.identify()
+        self.tee = self.response_capture = None
         # environ and the exchange point at each other: break the cycle so that plain reference
         # counting frees both, instead of leaving the work to the cyclic garbage collector.
-        if self.environ.get(EXCHANGE_ENVIRON_KEY) is self:
-            del self.environ[EXCHANGE_ENVIRON_KEY]
-        self.capture.recorder.submit(record)
+        # The queued record keeps nothing of the request but its facts.
+        if environ.get(EXCHANGE_ENVIRON_KEY) is self:
+            del environ[EXCHANGE_ENVIRON_KEY]
+        self.environ = _NO_ENVIRON
+        self.capture.recorder.submit(self)
+
+
+# What a finished exchange holds instead of the request's environ (an adapter may still look).
+_NO_ENVIRON: Dict[str, Any] = {}
 
 
 def _as_text(value: Any) -> Optional[str]:
@@ -353,44 +374,45 @@ class ResponseIterator:
     """Passes the app's chunks through the moment they come, keeping a bounded copy.
 
     Finishes the exchange at the last chunk, at ``close()`` or when iteration raises, and calls
-    the app's own ``close()`` exactly once.
+    the app's own ``close()`` exactly once. Servers iterate what ``__iter__`` returns, a
+    generator: resuming one costs a fraction of a ``__next__`` method call per chunk.
     """
 
-    __slots__ = ("_exchange", "_result", "_iterator", "_capture", "_closed")
+    __slots__ = ("_exchange", "_result", "_chunks", "_closed")
 
     def __init__(self, exchange: WsgiExchange, result: Iterable[bytes]) -> None:
         self._exchange = exchange
         self._result = result
-        self._iterator: Optional[Iterator[bytes]] = None
-        self._capture = exchange.response_capture
+        self._chunks: Optional[Iterator[bytes]] = None
         self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
-        return self
+        chunks = self._chunks
+        if chunks is None:
+            chunks = self._chunks = self._pass_through()
+        return chunks
 
     def __next__(self) -> bytes:
-        iterator = self._iterator
-        if iterator is None:
-            try:
-                iterator = self._iterator = iter(self._result)
-            except BaseException:
-                self._fail()
-                raise
+        # For servers that call next() on the result itself instead of iterating it.
+        return next(self.__iter__())
+
+    def _pass_through(self) -> Iterator[bytes]:
+        exchange = self._exchange
+        capture = exchange.response_capture
         try:
-            chunk = next(iterator)
-        except StopIteration:
-            self._exchange.finish(error=False)
+            if capture is None:
+                yield from self._result
+            else:
+                for chunk in self._result:
+                    capture.add(chunk)
+                    yield chunk
+        except GeneratorExit:  # close() before the end: close() finishes the exchange
             raise
         except BaseException:
-            self._fail()
+            exchange.finish(error=True)
+            self._close_result()
             raise
-        if self._capture is not None:
-            self._capture.add(chunk)
-        return chunk
-
-    def _fail(self) -> None:
-        self._exchange.finish(error=True)
-        self._close_result()
+        exchange.finish(error=False)
 
     def _close_result(self) -> None:
         if self._closed:
@@ -402,6 +424,12 @@ class ResponseIterator:
 
     def close(self) -> None:
         try:
+            chunks = self._chunks
+            if chunks is not None:
+                # The generator's frame holds this object: dropping it breaks the cycle, so
+                # reference counting frees both without the cyclic collector.
+                self._chunks = None
+                chunks.close()  # type: ignore[attr-defined]
             self._close_result()
         finally:
             self._exchange.finish(error=False)

@@ -38,11 +38,11 @@ class FlaskCapture(WsgiCapture):
                 return  # skipped, or the exchange of another app in the same WSGI stack
             rule = flask.request.url_rule
             if rule is not None:
-                exchange.record.route = rule.rule
+                exchange.route = rule.rule
             failed = environ.pop(_UNHANDLED_KEY, False)
-            if failed and not (exchange.status or "").startswith("5"):
+            if failed and not (exchange.status_line or "").startswith("5"):
                 # An error handler may have answered with another status; the request failed.
-                exchange.status = "500 INTERNAL SERVER ERROR"
+                exchange.status_line = "500 INTERNAL SERVER ERROR"
             exchange.identify()
         except Exception:
             self.recorder.capture_failed("flask teardown")

@@ -81,6 +81,10 @@ class MoesifTween:
             views.append(response)
             if isinstance(response, HTTPException):
                 response.prepare(environ)  # renders the default body, as its __call__ would
+            if _answered_by_webob(request, response):
+                # WebOb answers 304 or a range when the response is called: the body stays
+                # its own (FileIter seeks to a range), uncaptured.
+                exchange.response_capture = None
             # A copy: setting app_iter below drops Content-Length from the response's own list.
             start_response(response.status, list(response.headerlist))
             return response.app_iter
@@ -110,16 +114,17 @@ class MoesifTween:
     def _attach(
         request: Any, response: Any, exchange: WsgiExchange, body: Any, headers: List[Any]
     ) -> None:
-        if getattr(response, "conditional_response", False) and any(
-            name in request.environ for name in _CONDITIONAL_REQUEST_HEADERS
-        ):
-            # WebOb answers 304 or a range when the response is called: the body stays its own
-            # (FileIter seeks to a range), uncaptured.
-            exchange.response_capture = None
+        if _answered_by_webob(request, response):
             exchange.finish(error=False)
         else:
             response.app_iter = body
         response.headerlist = headers  # the response's headers and the transaction id
+
+
+def _answered_by_webob(request: Any, response: Any) -> bool:
+    return getattr(response, "conditional_response", False) and any(
+        name in request.environ for name in _CONDITIONAL_REQUEST_HEADERS
+    )
 
 
 def _no_write(data: bytes) -> None:
