@@ -2,20 +2,29 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import tracemalloc
 import zlib
 from typing import Any
 
 import pytest
 
+from moesif_integrations.core import bodies
 from moesif_integrations.core.bodies import (
     MASKED,
     JsonDocument,
     RawJson,
     encode_body,
     is_json_type,
+    json_fragment,
     mask_json_fields,
 )
+from moesif_integrations.core.event_json import serialize_event
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover
+    orjson = None  # type: ignore[assignment]
 
 LIMIT = 10_000
 
@@ -300,3 +309,47 @@ def test_masks_find_keys_written_with_escapes() -> None:
     data = b'{"pass\\u0077ord": "hunter2", "n": 1}'
     body, _ = encode(data, "application/json", masks=frozenset({"password"}), keep_text=True)
     assert body == {"password": MASKED, "n": 1}
+
+
+@pytest.mark.skipif(orjson is None, reason="orjson is not installed")
+def test_json_fragment_only_for_the_common_case() -> None:
+    data = b'{"a": [1, 2], "big": 123456789012345678901234567890}'
+    content_type = "application/x-fragment-test+json"
+    for _ in range(2):  # the content type's answer is remembered
+        body, encoding = json_fragment(data, len(data), LIMIT, content_type)  # type: ignore[misc]
+        assert encoding == "json" and orjson.dumps(body) == data
+    for body_data, size, limit, kind in [
+        (data, len(data), LIMIT, "text/plain; fragment-test"),  # not a JSON type
+        (data, LIMIT + 1, LIMIT, content_type),  # only a prefix was captured
+        (data, len(data), len(data) - 1, content_type),  # over the limit
+        (b"", 0, LIMIT, content_type),  # no body
+        (b"\xef\xbb\xbf[1]", 4, LIMIT, content_type),  # a BOM: encode_body decides
+        (b'{"s": "\\ud800"}', 15, LIMIT, content_type),  # a lone surrogate: likewise
+        (b"[1", 2, LIMIT, content_type),  # not JSON
+        (bytearray(b"[1]"), 3, LIMIT, content_type),  # not bytes: a Fragment cannot hold it
+    ]:
+        assert json_fragment(body_data, size, limit, kind) is None
+
+
+@pytest.mark.skipif(orjson is None, reason="orjson is not installed")
+@pytest.mark.parametrize("metadata", [{"big": 2**70}, {"text": "\udc00"}])
+def test_a_fragment_body_survives_the_standard_encoder(metadata: Any) -> None:
+    # orjson cannot write this metadata: the whole event goes through the standard encoder,
+    # which reads the Fragment's bytes back.
+    event = {"response": {"body": orjson.Fragment(b'{"n": 123456789012345678901234567890}')}}
+    event["metadata"] = metadata
+    data = serialize_event(event)
+    assert b'"body":{"n":123456789012345678901234567890}' in data
+    assert json.loads(data)["metadata"] == metadata
+
+
+def test_json_types_are_still_told_once_their_memory_is_full(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bodies, "_json_type_answers", {})
+    monkeypatch.setattr(bodies, "_JSON_TYPE_LIMIT", 0)
+    assert is_json_type("application/json; full=1")
+    assert not is_json_type("text/html; full=1")
+    assert bodies._json_type_answers == {}
+    if orjson is not None:
+        assert json_fragment(b"[1]", 3, LIMIT, "application/json; full=1") is not None

@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
+from moesif_integrations.core import events as events_module
+from moesif_integrations.core import headers as headers_module
 from moesif_integrations.core.bodies import JsonDocument, RawJson
 from moesif_integrations.core.event_model import from_event_model, to_event_model
 from moesif_integrations.core.events import (
@@ -28,11 +30,25 @@ from moesif_integrations.core.events import (
 )
 from moesif_integrations.core.headers import (
     HeaderMasker,
+    canonical_header_name,
     header_name_from_environ_key,
+    join_environ_headers,
     join_headers,
+    join_headers_indexed,
+    join_plain_headers,
 )
 from moesif_integrations.core.record import ExchangeRecord
-from moesif_integrations.core.timefmt import format_time
+from moesif_integrations.core.timefmt import format_time, format_times
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover
+    orjson = None  # type: ignore[assignment]
+
+# What a JSON body kept as its own text can be in an event.
+KEPT_TEXT: Tuple[type, ...] = (JsonDocument, RawJson) + (
+    () if orjson is None else (orjson.Fragment,)
+)
 
 KEY = b"k" * 32
 TXN = "dda3bbde-3c99-4e70-97f6-19c5310efd63"
@@ -319,6 +335,8 @@ def plain(event: Any) -> Any:
     """The event with JsonDocuments replaced by their values (what a reader of the JSON sees)."""
     if isinstance(event, (JsonDocument, RawJson)):
         return event.value
+    if orjson is not None and isinstance(event, orjson.Fragment):
+        return json.loads(orjson.dumps(event))
     if isinstance(event, dict):
         return {key: plain(value) for key, value in event.items()}
     if isinstance(event, list):
@@ -582,10 +600,10 @@ def test_json_documents_are_written_as_their_text(json_backend: str) -> None:
     # With orjson every JSON body keeps its own bytes; with the standard library only large
     # ones (splicing costs more than re-encoding a small body).
     small = build()["response"]["body"]
-    assert isinstance(small, RawJson) == (json_backend == "orjson")
+    assert isinstance(small, KEPT_TEXT) == (json_backend == "orjson")
     big = json.dumps({"items": list(range(2000))}).encode()
     event = build(response_body=big, response_body_size=len(big))
-    assert isinstance(event["response"]["body"], (JsonDocument, RawJson))
+    assert isinstance(event["response"]["body"], KEPT_TEXT)
     event["request"]["body"] = JsonDocument('{"spaced" :  [1,  2]}', {"spaced": [1, 2]})
     data = serialize_event(event)
     assert b'"body":{"spaced" :  [1,  2]}' in data
@@ -670,3 +688,246 @@ def test_an_empty_content_length_from_the_server_is_not_a_header() -> None:
 def test_asgi_byte_header_names_get_the_canonical_case() -> None:
     headers = join_headers([(b"content-type", b"application/json"), (b"x-api-key", b"k")], False)
     assert headers == {"Content-Type": "application/json", "X-Api-Key": "k"}
+
+
+# ------------------------------------------------ fast paths against the general paths
+
+
+def _same_lookups(fast: Dict[str, str], index: Dict[str, str], general: Any) -> None:
+    """Every lower-case name finds the same value through the fast join as through the index
+    of the general one."""
+    for name in {key.lower() for key in general} | {"content-type", "authorization", "x-nope"}:
+        expected = general.get(general.index.get(name))
+        assert fast.get(index.get(name, canonical_header_name(name))) == expected
+
+
+@pytest.mark.parametrize(
+    "pairs, fast",
+    [
+        ([("HTTP_HOST", "h"), ("HTTP_ACCEPT", "*/*"), ("CONTENT_TYPE", "text/plain")], True),
+        ([("CONTENT_LENGTH", ""), ("CONTENT_TYPE", ""), ("HTTP_ACCEPT", "a")], True),
+        ((("HTTP_HOST", "h"), ("HTTP_X_REQUEST_ID", "1")), True),
+        # Two keys naming one header: joined, by the general path.
+        ([("HTTP_AUTHORIZATION", "a"), ("HTTP_CGI_AUTHORIZATION", "b")], False),
+        ([("CONTENT_TYPE", "text/plain"), ("HTTP_CONTENT_TYPE", "application/json")], False),
+        ([("CONTENT_LENGTH", ""), ("HTTP_CONTENT_LENGTH", "")], True),
+        # Values to re-decode or turn into text.
+        ([("HTTP_X_NAME", "caf\u00c3\u00a9")], False),
+        ([("HTTP_X_NAME", "\u2603")], False),
+        ([("HTTP_X_BYTES", b"v")], False),
+        ([("HTTP_X_INT", 5)], False),
+        # A name that is not ASCII once re-decoded.
+        ([("HTTP_X_\u00c3\u00a9", "v")], False),
+    ],
+)
+def test_environ_fast_join_agrees_with_the_general_join(pairs: Any, fast: bool) -> None:
+    general = join_headers_indexed(pairs, True)[0]  # also teaches the key cache the names
+    joined = join_environ_headers(pairs)
+    assert (joined is not None) == fast
+    if joined is not None:
+        assert joined == general and list(joined) == list(general)
+        _same_lookups(joined, {}, general)
+
+
+def test_environ_fast_join_leaves_one_shot_iterables_alone() -> None:
+    pairs = [("HTTP_ACCEPT", "a")]
+    join_headers(pairs, True)
+    assert join_environ_headers(iter(pairs)) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "pairs, fast",
+    [
+        ([("X-Fast-One", "1"), ("x-fast-two", "2")], True),
+        ((("X-Fast-One", "1"),), True),
+        # The same name in two spellings in one list, or once each in two lists.
+        ([("X-Fast-Case", "1"), ("x-fast-case", "2")], False),
+        ([("X-Fast-Spelt", "1")], True),
+        ([("x-fast-spelt", "1")], False),
+        ([("X-Fast-Dup", "1"), ("X-Fast-Dup", "2")], False),
+        ([(b"x-fast-bytes", b"1")], False),
+        ([("X-Fast-Value", "caf\u00c3\u00a9")], False),
+        ([("X-Fast-Value", 7)], False),
+        ([("X-F\u00e4st", "1")], False),
+    ],
+)
+def test_plain_fast_join_agrees_with_the_general_join(pairs: Any, fast: bool) -> None:
+    result = join_plain_headers(pairs)
+    assert (result is not None) == fast
+    general = join_headers_indexed(pairs, False)[0]
+    if result is not None:
+        joined, index = result
+        assert joined == general and list(joined) == list(general)
+        _same_lookups(joined, index, general)
+
+
+def test_masking_still_happens_after_events_with_nothing_to_mask() -> None:
+    m = masker()
+    clear = {"Accept": "*/*", "X-Request-Id": "1"}
+    assert m.mask(clear) is clear
+    assert m.mask(clear) is clear  # now told by the set of clear names alone
+    masked = m.mask({**clear, "X-Api-Key": "k"})
+    assert masked == {**clear, "X-Api-Key": fingerprint("k")}
+    assert masker(sensitive=False).mask({"X-Api-Key": "k"}) == {"X-Api-Key": "k"}
+    assert masker(sensitive=False, extra=("accept",)).mask(clear)["Accept"] == fingerprint("*/*")
+
+
+@pytest.mark.parametrize(
+    "parts, uri",
+    [
+        (("http", "h", "/a?b", "x=1"), "http://h/a%3Fb?x=1"),
+        (("http", "h", "", "q=1"), "http://h/?q=1"),
+        (("http", "h", "/p", "a=%41&b=%zz"), "http://h/p?a=%41&b=%25zz"),
+        (("http", "h", "/p", "q=?&r=/"), "http://h/p?q=?&r=/"),
+        (("http", "h", "/a b", "c d"), "http://h/a%20b?c%20d"),
+        (("http", "h:80", "/%", "%"), "http://h/%25?%25"),
+        (("http", "h", "/{x}", "y=|"), "http://h/%7Bx%7D?y=%7C"),
+        (("http", "h", "/\u2603", "x=\u2603"), "http://h/%E2%98%83?x=%E2%98%83"),
+        (("http", "b\u00c3\u00bccher.de", "/", ""), "http://b\u00fccher.de/"),
+    ],
+)
+def test_uri_quick_check_agrees_with_the_rules(parts: Tuple[str, str, str, str], uri: str) -> None:
+    assert build_uri(*parts) == uri
+    assert build_uri(*parts) == uri  # the host's origin remembered
+
+
+def test_uri_origin_is_remembered_per_scheme() -> None:
+    for _ in range(2):
+        assert build_uri("https", "origin.test:443", "/", "") == "https://origin.test/"
+        assert build_uri("http", "origin.test:443", "/", "") == "http://origin.test:443/"
+        assert build_uri("http", "origin.test:80", "/", "") == "http://origin.test/"
+        assert build_uri("https", "origin.test:80", "/", "") == "https://origin.test:80/"
+
+
+def test_format_times_agrees_with_format_time_near_every_boundary() -> None:
+    rng = random.Random(7)
+    for _ in range(3000):
+        second = rng.choice([0, 1_764_101_115, rng.randrange(2**31), 2**32 - 1, 2**32, 2**33])
+        start = second + rng.randrange(1000) / 1000
+        first = start + rng.choice([0.0, 5e-7, 1e-6, 2e-6, 2.5e-6, 3e-6, 996e-6, 997.5e-6, 999e-6])
+        first = rng.choice([first, math.nextafter(first, 0.0), math.nextafter(first, math.inf)])
+        later = first + rng.choice([0.0, 1e-6, 7e-5, 1e-3, 0.4])
+        expected = (
+            datetime.datetime.fromtimestamp(first, datetime.timezone.utc),
+            datetime.datetime.fromtimestamp(later, datetime.timezone.utc),
+        )
+        texts = tuple(t.replace(tzinfo=None).isoformat(timespec="milliseconds") for t in expected)
+        assert format_times(first, later) == texts
+        assert format_times(first, later) == texts  # now from the millisecond remembered
+
+
+def _random_record(rng: random.Random) -> ExchangeRecord:
+    def l1(text: str) -> str:
+        return text.encode().decode("latin-1")  # the WSGI view of UTF-8 text
+
+    environ_values = {
+        "HTTP_HOST": ["api.example.com", "api.example.com:80"],
+        "HTTP_AUTHORIZATION": ["Bearer " + JWT, "Basic YWxpY2U6cHc=", ""],
+        "HTTP_CGI_AUTHORIZATION": ["Bearer " + JWT],
+        "CONTENT_TYPE": ["application/json", "text/plain", ""],
+        "CONTENT_LENGTH": ["", "12"],
+        "HTTP_CONTENT_LENGTH": [""],
+        "HTTP_COOKIE": ["a=1; b=2"],
+        "HTTP_X_FORWARDED_FOR": ["198.51.100.9, 10.0.0.3", "unknown", "10.1.1.1"],
+        "HTTP_FORWARDED": ["for=198.51.100.7", "proto=https"],
+        "HTTP_X_MOESIF_TRANSACTION_ID": ["client-id", JWT],
+        "HTTP_X_NAME": ["plain", l1("caf\u00e9"), "\u2603"],
+        "HTTP_X_REQUEST_ID": ["3f1c"],
+    }
+    plain_values = {
+        "Content-Type": ["application/json", "text/html"],
+        "content-type": ["application/json"],
+        "Content-Encoding": ["gzip", "identity"],
+        "Set-Cookie": ["sid=1; Path=/"],
+        "Authorization": ["Bearer " + JWT],
+        "X-Forwarded-For": ["198.51.100.9"],
+        "X-Moesif-Transaction-Id": [TXN],
+        "X-Name": [l1("caf\u00e9"), "v"],
+        b"x-bytes": [b"v"],
+    }
+    r = record()
+    r.request_headers_cgi = rng.random() < 0.6
+    source = environ_values if r.request_headers_cgi else plain_values
+    names = rng.sample(list(source), rng.randint(0, 7))
+    r.request_headers = [(name, rng.choice(source[name])) for name in names]  # type: ignore[misc]
+    names = [rng.choice(list(plain_values)) for _ in range(rng.randint(0, 4))]
+    r.response_headers = [(name, rng.choice(plain_values[name])) for name in names]  # type: ignore[misc]
+    r.remote_addr = rng.choice([None, "203.0.113.7", "10.0.0.2", "10.0.0.2:5000", "junk"])
+    r.path = rng.choice(["/items/5", "", "/a b", "/a?b"])
+    r.query = rng.choice(["", "x=1", "q=%41%zz", "q=?"])
+    r.transaction_id = rng.choice([None, TXN, JWT])
+    r.user_id = rng.choice([None, None, "u-1"])
+    bodies = [None, b"", b'{"a": 1}', b'{"password": "p"}', b"\xef\xbb\xbf[1]", b"text", b"[1"]
+    bodies.append(gzip.compress(b'{"z": 1}'))
+    r.request_body = rng.choice(bodies)
+    r.request_body_size = len(r.request_body or b"") + rng.choice([0, 0, 10**6])
+    r.response_body = rng.choice(bodies)
+    r.response_body_size = len(r.response_body or b"")
+    r.request_time += rng.random()
+    r.response_time = r.request_time + rng.choice([0.0, 7e-5, 0.3])
+    return r
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        EventOptions(),
+        EventOptions(
+            trusted_proxies=(ipaddress.ip_network("10.0.0.0/8"),),
+            request_body_masks=frozenset({"password"}),
+        ),
+        EventOptions(authorization_header_names=("x-moesif-transaction-id", "authorization")),
+        EventOptions(mask_sensitive_headers=False, request_header_masks=("x-name",)),
+        EventOptions(request_max_body_size=10, disabled_transaction_id=True),
+    ],
+)
+def test_fast_paths_give_the_events_the_general_paths_give(
+    options: EventOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(11)
+    records = [_random_record(rng) for _ in range(400)]
+    builder = EventBuilder(options, fingerprint_key=KEY)
+    fast = [serialize_event(builder.build(r)) for r in records]
+    fast += [serialize_event(builder.build(r)) for r in records]  # with every cache warm
+    monkeypatch.setattr(events_module, "join_environ_headers", lambda pairs: None)
+    monkeypatch.setattr(events_module, "join_plain_headers", lambda pairs: None)
+    monkeypatch.setattr(events_module, "json_fragment", lambda *args: None)
+    monkeypatch.setattr(
+        events_module, "format_times", lambda a, b: (format_time(a), format_time(b))
+    )
+    general = EventBuilder(options, fingerprint_key=KEY)
+    general._clients = {}  # every address through ClientIpResolver.resolve
+    assert fast == [serialize_event(general.build(r)) for r in records] * 2
+
+
+def test_a_user_id_read_from_the_transaction_header_is_the_events_id() -> None:
+    options = EventOptions(authorization_header_names=("x-moesif-transaction-id",))
+    for cgi, pairs in (
+        (True, [("HTTP_X_MOESIF_TRANSACTION_ID", "client-id")]),
+        (True, []),
+        (False, [("x-moesif-transaction-id", "client-id")]),
+        (False, [("Accept", "*/*")]),
+    ):
+        event = build(options, request_headers=pairs, request_headers_cgi=cgi, transaction_id=JWT)
+        assert event["user_id"] == "user-42"
+        assert event["request"]["headers"]["X-Moesif-Transaction-Id"] == JWT
+
+
+def test_joins_stay_right_once_the_name_memory_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(headers_module, "_PLAIN_NAMES_LIMIT", len(headers_module._plain_names))
+    pairs = [("X-Never-Seen-Before", "1"), ("x-never-seen-before", "2")]
+    assert join_plain_headers(pairs[:1]) is None  # no room: the general path
+    assert join_headers_indexed(pairs, False)[0] == {"X-Never-Seen-Before": "1, 2"}
+    monkeypatch.setattr(headers_module, "_CACHE_LIMIT", 0)
+    environ_pairs = [("HTTP_X_NEVER_SEEN_EITHER", "1")]
+    assert join_headers(environ_pairs, True) == {"X-Never-Seen-Either": "1"}
+    assert join_environ_headers(environ_pairs) is None  # not remembered: the general path
+
+
+def test_uri_origins_stay_right_once_their_memory_is_full(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(events_module, "_ORIGINS_LIMIT", 0)
+    for _ in range(2):
+        assert build_uri("http", "full.test:80", "/x", "") == "http://full.test/x"
+    assert "full.test:80" not in events_module._origins

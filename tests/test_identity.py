@@ -9,7 +9,13 @@ from typing import Any, Dict, Tuple
 
 import pytest
 
-from moesif_integrations.core.identity import client_ip, parse_ip, user_id_from_authorization
+from moesif_integrations.core.identity import (
+    ClientIpResolver,
+    client_ip,
+    parse_ip,
+    user_id_from_authorization,
+    user_id_from_value,
+)
 
 AUTH = ("authorization",)
 
@@ -232,3 +238,39 @@ def test_client_ip_fuzz_never_raises() -> None:
         for headers in ({"Forwarded": text}, {"X-Forwarded-For": text}):
             result = client_ip("10.0.0.1", headers, TRUSTED)
             assert result is None or ipaddress.ip_address(result)
+
+
+@pytest.mark.parametrize(
+    "peer, headers",
+    [
+        ("203.0.113.7", {"X-Forwarded-For": "1.1.1.1"}),
+        ("10.0.0.2", {}),
+        ("10.0.0.2", {"X-Forwarded-For": "6.6.6.6, 198.51.100.9, 10.1.1.1"}),
+        ("10.0.0.2", {"x-forwarded-for": "10.9.9.9, 10.1.1.1"}),
+        ("10.0.0.2", {"Forwarded": "for=6.6.6.6, for=unknown, for=10.3.3.3"}),
+        ("10.0.0.2", {"Forwarded": "proto=https", "X-Forwarded-For": "192.0.2.60"}),
+        ("10.0.0.2:5000", {"X-Forwarded-For": "[2001:db8::1]:443"}),
+        ("junk", {"X-Forwarded-For": "1.1.1.1"}),
+        ("", {"X-Forwarded-For": "1.1.1.1"}),
+        (None, {}),
+    ],
+)
+def test_resolver_remembers_verdicts_and_agrees_with_client_ip(
+    peer: Any, headers: Dict[str, str]
+) -> None:
+    resolver = ClientIpResolver(TRUSTED)
+    expected = client_ip(peer, headers, TRUSTED)
+    index = {name.lower(): name for name in headers}
+    for _ in range(2):  # the second time from the remembered verdicts
+        assert resolver.resolve(peer, headers) == expected
+        assert resolver.resolve(peer, headers, index) == expected
+        assert resolver.resolve(peer, headers, {}) == client_ip(peer, {}, TRUSTED)
+    # Only peers that are the client themselves are answered without the headers.
+    assert resolver.clients.get(peer) == (expected if peer == "203.0.113.7" else None)
+
+
+def test_user_id_from_a_found_value() -> None:
+    assert user_id_from_value("Bearer " + jwt({"sub": "u-1"}), "sub") == "u-1"
+    assert user_id_from_value("Basic " + base64.b64encode(b"alice:pw").decode(), "sub") == "alice"
+    assert user_id_from_value("", "sub") is None
+    assert user_id_from_value("garbage", "sub") is None

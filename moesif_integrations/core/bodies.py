@@ -91,12 +91,54 @@ def truncation_marker(
     return marker
 
 
+# Content-Type value -> is_json_type's answer: apps send a handful of distinct values. Values
+# come from clients too, so the memory is bounded: past the limit, answers are computed.
+_json_type_answers: Dict[str, bool] = {}
+_JSON_TYPE_LIMIT = 256
+
+
 def is_json_type(content_type: Optional[str]) -> bool:
     """application/json, text/json and application/*+json, parameters ignored."""
     if not content_type:
         return False
-    mime = content_type.partition(";")[0].strip().lower()
-    return mime in _JSON_TYPES or (mime.startswith("application/") and mime.endswith("+json"))
+    answer = _json_type_answers.get(content_type)
+    if answer is None:
+        mime = content_type.partition(";")[0].strip().lower()
+        answer = mime in _JSON_TYPES or (mime.startswith("application/") and mime.endswith("+json"))
+        if len(_json_type_answers) < _JSON_TYPE_LIMIT:
+            _json_type_answers[content_type] = answer
+    return answer
+
+
+def json_fragment(
+    data: bytes, total_size: int, limit: int, content_type: Optional[str]
+) -> Optional[Tuple[Any, str]]:
+    """``encode_body``'s answer in the common case, the body as an ``orjson.Fragment``; else
+    None.
+
+    The common case: orjson is installed, the body is whole and within ``limit``, has a JSON
+    content type and orjson accepts it. The caller checks the rest: no Content-Encoding, no
+    body masks, original text wanted. A Fragment is written as it is by orjson with no
+    ``default`` call, which a RawJson needs; ``serialize_event``'s other paths read it back.
+    """
+    json_type = _json_type_answers.get(content_type)  # type: ignore[arg-type]
+    if json_type is None:
+        json_type = is_json_type(content_type)
+    # An empty body, and a body that is not bytes (a Fragment holds only bytes or text), are
+    # left to encode_body.
+    if (
+        not json_type
+        or len(data) > limit
+        or total_size > limit
+        or type(data) is not bytes
+        or _orjson is None
+    ):
+        return None
+    try:
+        _orjson.loads(data)
+    except _orjson.JSONDecodeError:
+        return None  # encode_body decides (it accepts a BOM, lone surrogates)
+    return _orjson.Fragment(data), "json"
 
 
 def parse_json(data: bytes) -> Optional[JsonDocument]:
@@ -205,15 +247,17 @@ def encode_body(
     to the truncation marker. ``keep_text``: a JSON body nothing was masked in comes back as a
     ``JsonDocument`` (value and original text) rather than the bare value.
     """
-    size = max(total_size, len(data))
+    size = len(data)
+    if total_size > size:
+        size = total_size
     if size > limit:
         return truncation_marker(size, limit, content_type), "json"
     if not data:
         return None, None
-    codings = _content_codings(content_encoding)
-    if codings is None:
-        return _base64(data)
-    if codings:
+    if content_encoding:
+        codings = _content_codings(content_encoding)
+        if codings is None:
+            return _base64(data)
         decoded = data
         try:
             for coding in reversed(codings):

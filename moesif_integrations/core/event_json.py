@@ -17,6 +17,11 @@ try:  # optional: about ten times faster than the standard library (installed on
 except ImportError:  # pragma: no cover - PyPy and platforms without a wheel
     _orjson = None  # type: ignore[assignment]
 
+# The builder puts JSON bodies in events as orjson Fragments (bodies.json_fragment). Where
+# orjson cannot write an event, the standard encoder reads a Fragment's bytes back through it.
+_FRAGMENT: Any = None if _orjson is None else _orjson.Fragment
+_fragment_bytes: Any = None if _orjson is None else _orjson.dumps
+
 
 class UnserializableEventError(ValueError):
     """The event holds something JSON cannot carry; the worker drops this one event."""
@@ -26,6 +31,8 @@ def _convert(value: Any) -> Any:
     """``default`` hook: the common non-JSON types users put in metadata."""
     if isinstance(value, (JsonDocument, RawJson)):
         return value.value
+    if type(value) is _FRAGMENT:
+        return json.loads(_fragment_bytes(value))
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
@@ -97,12 +104,18 @@ def serialize_event(event: Dict[str, Any]) -> bytes:
     (strings when a float would change them), UUIDs strings, bytes base64, sets lists, and
     non-finite numbers (NaN, Infinity) null, which is all JSON can say of them.
 
-    A request or response body held as a JsonDocument or RawJson is written as its original
-    text (it was validated when parsed).
+    A request or response body held as a JsonDocument, RawJson or orjson Fragment is written
+    as its original text (it was validated when parsed).
 
     Raises UnserializableEventError for anything else and for cycles.
     """
     if _orjson is not None:
+        try:
+            # Without OPT_NON_STR_KEYS first: it slows every dict down, and only user metadata
+            # can have keys that are not strings (orjson then raises, and the option is used).
+            return _orjson.dumps(event, default=_orjson_default)
+        except (TypeError, ValueError):
+            pass
         try:
             return _orjson.dumps(event, default=_orjson_default, option=_ORJSON_OPTIONS)
         except (TypeError, ValueError):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Dict, FrozenSet, Iterable, Optional, Tuple
+import threading
+from typing import Dict, FrozenSet, Iterable, Optional, Set, Tuple
 
 # Canonical spellings that "capitalise each dash-separated word" gets wrong.
 _ODD_NAMES: Dict[str, str] = {
@@ -39,6 +40,19 @@ _ENVIRON_SPECIAL: Dict[str, str] = {"HTTP_CGI_AUTHORIZATION": "Authorization"}
 _CACHE_LIMIT = 2048
 _environ_names: Dict[str, Tuple[str, str]] = {}
 _canonical_names: Dict[str, str] = {}
+# Environ key -> header name, for the keys whose name is ASCII. Such a name is always
+# canonical_header_name(name.lower()), so a dict of them is searched by canonical name exactly
+# as the lower-case index would search it (see join_environ_headers).
+_environ_ascii_names: Dict[str, str] = {}
+# Header names (ASCII text, as spelt) no two of which are equal but for case, and their index:
+# lower-case name -> the one spelling here. Headers whose names all are in the set hold no two
+# names equal but for case, and the shared index finds their names (see join_plain_headers).
+# Names come from clients too, so the set is bounded; it only grows, under the lock.
+_plain_names: Set[str] = set()
+_plain_index: Dict[str, str] = {}
+_plain_lock = threading.Lock()
+_PLAIN_NAMES_LIMIT = 1024
+_isascii = str.isascii  # raises TypeError for what is not text
 
 
 def canonical_header_name(name: str) -> str:
@@ -67,6 +81,8 @@ def _environ_name(key: str) -> Tuple[str, str]:
     result = (name, name.lower())
     if len(_environ_names) < _CACHE_LIMIT:
         _environ_names[key] = result
+        if name.isascii():
+            _environ_ascii_names[key] = name
     return result
 
 
@@ -139,6 +155,81 @@ def join_headers_indexed(
         else:
             joined[key] = joined[key] + ", " + value
     return joined, index
+
+
+def join_environ_headers(pairs: Iterable[Tuple[str, str]]) -> Optional[Dict[str, str]]:
+    """``join_headers(pairs, True)`` for the common case, else None (use the general path).
+
+    The common case: every key was seen before and names an ASCII header, no two keys name the
+    same header, and every value is ASCII text. Its names are canonical, so the result is
+    searched by ``canonical_header_name(lower_name)``; it has no lower-case index.
+    """
+    try:
+        count = len(pairs)  # type: ignore[arg-type]
+    except TypeError:
+        return None  # a one-shot iterable would be spent for the general path
+    names = _environ_ascii_names
+    joined: Dict[str, str] = {}
+    skipped = 0
+    try:
+        for key, value in pairs:
+            if not _isascii(value):
+                return None
+            if value:
+                joined[names[key]] = value
+            elif key[:8] == "CONTENT_":
+                skipped += 1  # as join_headers_indexed: an empty CONTENT_LENGTH is no header
+            else:
+                joined[names[key]] = value
+    except (KeyError, TypeError):  # a new key, an odd key or a value that is not text
+        return None
+    if len(joined) + skipped != count:
+        return None  # two keys named the same header: their values are joined
+    return joined
+
+
+def join_plain_headers(
+    pairs: Iterable[Tuple[str, str]],
+) -> Optional[Tuple[Dict[str, str], Dict[str, str]]]:
+    """``join_headers_indexed(pairs, False)`` for the common case, else None.
+
+    The common case: ASCII text names, none repeated in any case, and ASCII text values. The
+    index returned is shared between calls (it may hold other names too): it must not be
+    changed, and a name found in it is looked up in the headers with ``get``.
+    """
+    try:
+        count = len(pairs)  # type: ignore[arg-type]
+    except TypeError:
+        return None  # a one-shot iterable would be spent for the general path
+    joined: Dict[str, str] = {}
+    try:
+        for name, value in pairs:
+            if not _isascii(value):
+                return None
+            joined[name] = value
+    except (TypeError, ValueError):  # an odd pair, or a value that is not text
+        return None
+    if len(joined) != count:
+        return None  # a repeated name: its values are joined
+    if not _plain_names.issuperset(joined) and not _admit_plain_names(joined):
+        return None
+    return joined, _plain_index
+
+
+def _admit_plain_names(names: Iterable[object]) -> bool:
+    """Adds ``names`` to ``_plain_names`` where they fit; says whether all are in it now."""
+    with _plain_lock:
+        for name in names:
+            if name in _plain_names:
+                continue
+            if type(name) is not str or not name.isascii():
+                return False
+            lowered = name.lower()
+            if lowered in _plain_index or len(_plain_names) >= _PLAIN_NAMES_LIMIT:
+                return False  # another spelling of the name is there, or no room
+            _plain_index[lowered] = name  # before the set: readers trust the set
+            _plain_names.add(name)
+    return True
 
 
 def join_headers(pairs: Iterable[Tuple[str, str]], from_environ: bool) -> Dict[str, str]:
@@ -261,6 +352,9 @@ class HeaderMasker:
         self._fingerprint_cache: Dict[int, str] = {}
         # Header name as spelt -> kind of masking (0: none); bounded like the name caches.
         self._kinds: Dict[str, int] = {}
+        # The names of kind 0 seen so far: headers whose names all are in it have nothing to
+        # mask, which one call tells (callers may test it before calling ``mask``).
+        self.clear_names: Set[str] = set()
 
     def kind_of(self, name: str) -> int:
         kind = self._kinds.get(name)
@@ -278,6 +372,8 @@ class HeaderMasker:
             kind = _SENSITIVE_EXACT.get(lowered, _OPAQUE)
         if len(self._kinds) < _CACHE_LIMIT:
             self._kinds[name] = kind
+            if not kind:
+                self.clear_names.add(name)
         return kind
 
     def fingerprint(self, secret: str) -> str:
@@ -296,6 +392,8 @@ class HeaderMasker:
     def mask(self, headers: Dict[str, str]) -> Dict[str, str]:
         """Headers with sensitive values fingerprinted; ``headers`` itself is not changed."""
         if not self._mask_sensitive and not self._extra:
+            return headers
+        if self.clear_names.issuperset(headers):
             return headers
         masked: Optional[Dict[str, str]] = None
         kinds = self._kinds

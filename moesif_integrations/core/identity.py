@@ -115,6 +115,20 @@ def _user_id(headers: Dict[str, str], header_names: Tuple[str, ...], field: str)
             break
     if not value:
         return None
+    return _user_id_of_value(value, field)
+
+
+def user_id_from_value(value: str, field: str) -> Optional[str]:
+    """``user_id_from_authorization`` once the header's value is found; ``field`` lower-case."""
+    if not value:
+        return None
+    try:
+        return _user_id_of_value(value, field)
+    except Exception:  # untrusted input: a parser surprise must not lose the event
+        return None
+
+
+def _user_id_of_value(value: str, field: str) -> Optional[str]:
     # Clients send the same credential again and again. The cache is keyed by the value's
     # hash (and the claim name), so it keeps no credentials; str hashes are 64-bit and
     # randomised per process, so a collision is not a practical concern.
@@ -248,36 +262,85 @@ def _client_ip(
 
 
 class ClientIpResolver:
-    """``client_ip`` for one TRUSTED_PROXIES setting, remembering each peer's verdict.
+    """``client_ip`` for one TRUSTED_PROXIES setting, remembering each address's verdict.
 
     Network membership is slow pure-Python in ipaddress and the same few peers (the proxies,
-    or the clients themselves) come again and again, so each peer's verdict is looked up by its
-    text. A trusted peer's answer depends on the forwarding headers, and is the peer itself when
-    there are none. The memory is bounded.
+    or the clients themselves) and the same few forwarded clients come again and again, so each
+    address's verdict is looked up by its text. A trusted peer's answer depends on the
+    forwarding headers, and is the peer itself when there are none. The memory is bounded.
     """
 
     def __init__(self, trusted: Tuple[IPNetwork, ...]) -> None:
         self._trusted = trusted
-        # remote_addr text -> (the peer as text or None, whether it is a trusted proxy)
+        # Address text -> (the address as text or None, whether it is a trusted proxy). Peers
+        # and hops apart: hops are written by clients, who must not crowd the peers out.
         self._peers: Dict[str, Tuple[Optional[str], bool]] = {}
+        self._hops: Dict[str, Tuple[Optional[str], bool]] = {}
+        # Peer text -> the answer, for the peers that are the client themselves (no proxy):
+        # one lookup for callers before they call ``resolve``.
+        self.clients: Dict[str, str] = {}
 
-    def resolve(self, remote_addr: Optional[str], headers: Dict[str, str]) -> Optional[str]:
-        if not remote_addr:
-            return None
-        verdict = self._peers.get(remote_addr)
+    def _verdict(
+        self, text: str, known: Dict[str, Tuple[Optional[str], bool]]
+    ) -> Tuple[Optional[str], bool]:
+        verdict = known.get(text)
         if verdict is None:
-            peer = parse_ip(remote_addr)
+            address = parse_ip(text)
             trusted = self._trusted
-            if peer is None:
+            if address is None:
                 verdict = (None, False)
             else:
-                verdict = (str(peer), bool(trusted) and _is_trusted(peer, trusted))
-            if len(self._peers) < _PARSED_LIMIT:
-                self._peers[remote_addr] = verdict
-        peer_text, is_proxy = verdict
-        if is_proxy and (
-            find_header(headers, "forwarded") is not None
-            or find_header(headers, "x-forwarded-for") is not None
-        ):
-            return client_ip(remote_addr, headers, self._trusted)
-        return peer_text
+                verdict = (str(address), bool(trusted) and _is_trusted(address, trusted))
+            if len(known) < _PARSED_LIMIT:
+                known[text] = verdict
+                if known is self._peers and verdict[0] is not None and not verdict[1]:
+                    self.clients[text] = verdict[0]
+        return verdict
+
+    def resolve(
+        self,
+        remote_addr: Optional[str],
+        headers: Dict[str, str],
+        index: Optional[Dict[str, str]] = None,
+    ) -> Optional[str]:
+        """``client_ip(remote_addr, headers, trusted)``. ``index`` (lower-case name -> key in
+        ``headers``), when given, is how the forwarding headers are found."""
+        if not remote_addr:
+            return None
+        peer_text, is_proxy = self._peers.get(remote_addr) or self._verdict(
+            remote_addr, self._peers
+        )
+        if not is_proxy:
+            return peer_text
+        if index is None:
+            forwarded = find_header(headers, "forwarded")
+            forwarded_for = find_header(headers, "x-forwarded-for")
+        else:
+            forwarded = headers.get(index.get("forwarded"))  # type: ignore[arg-type]
+            forwarded_for = headers.get(index.get("x-forwarded-for"))  # type: ignore[arg-type]
+        if forwarded is None and forwarded_for is None:
+            return peer_text
+        try:
+            return self._walk(peer_text, forwarded, forwarded_for)
+        except Exception:  # untrusted input: a parser surprise must not lose the event
+            return None
+
+    def _walk(
+        self, peer_text: Optional[str], forwarded: Optional[str], forwarded_for: Optional[str]
+    ) -> Optional[str]:
+        """``_client_ip``'s walk of the hops from right to left, with the verdicts remembered."""
+        hops: List[str] = []
+        if forwarded:
+            hops = _forwarded_for(forwarded)
+        if not hops and forwarded_for:
+            hops = forwarded_for.split(",")
+        answer = peer_text
+        hop_verdicts = self._hops
+        for hop in reversed(hops):
+            text, is_trusted = hop_verdicts.get(hop) or self._verdict(hop, hop_verdicts)
+            if text is None:
+                break
+            answer = text
+            if not is_trusted:
+                break
+        return answer

@@ -133,6 +133,8 @@ class WsgiExchange(ExchangeRecord):
         host = get("HTTP_HOST")
         script_name = get("SCRIPT_NAME")
         path = get("PATH_INFO") or ""
+        # Before the transaction id goes in: the event carries its own id header anyway.
+        headers = [item for item in environ.items() if item[0].startswith(_HEADER_KEY_PREFIXES)]
         transaction_id = None
         if capture.add_transaction_id:
             transaction_id = transaction_id_for(get("HTTP_X_MOESIF_TRANSACTION_ID"))
@@ -146,7 +148,7 @@ class WsgiExchange(ExchangeRecord):
             host if host else _server_host(environ, scheme),
             script_name + path if script_name else path,
             get("QUERY_STRING") or "",
-            [item for item in environ.items() if item[0].startswith(_HEADER_KEY_PREFIXES)],
+            headers,
             True,
             get("REMOTE_ADDR") or None,
             transaction_id,
