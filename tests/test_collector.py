@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import math
 import os
 import signal
 import socket
@@ -135,6 +136,22 @@ def test_single_event(collector: Collector) -> None:
     assert collector.events() == [make_event(7)]
     assert collector.request_count("/v1/events") == 1
     assert collector.request_count("/v1/events/batch") == 0
+
+
+def test_what_the_standard_library_reads_is_stored_as_it_came(collector: Collector) -> None:
+    # NaN and integers past 64 bits are not what a client should send, but the collector has
+    # always taken them: they are stored and read back unchanged, beside ordinary events.
+    text = (
+        b'[{"request": {"time": "2026-11-25T20:05:15.585", "uri": "http://a/", "verb": "GET"},'
+        b' "metadata": {"ratio": NaN, "big": 123456789012345678901234567890, "name": "\u00e9"}}]'
+    )
+    assert request(collector, "POST", "/v1/events/batch", raw=text).status == 201
+    assert request(collector, "POST", "/v1/events/batch", [make_event(1)]).status == 201
+    stored, ordinary = collector.events()
+    assert math.isnan(stored["metadata"]["ratio"])
+    assert stored["metadata"]["big"] == 123456789012345678901234567890
+    assert stored["metadata"]["name"] == "\u00e9"
+    assert ordinary == make_event(1)
 
 
 def test_base_path_prefix_is_accepted(collector: Collector) -> None:

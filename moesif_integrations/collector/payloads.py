@@ -6,6 +6,11 @@ import json
 import zlib
 from typing import Any, Dict, List, Tuple
 
+try:  # the core's own dependency on CPython: parses a batch several times faster
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - PyPy and platforms without a wheel
+    _orjson = None  # type: ignore[assignment]
+
 # Fields the collector insists on, per kind (PROTOCOL.md). Dotted names are nested.
 REQUIRED_FIELDS: Dict[str, Tuple[str, ...]] = {
     "events": ("request", "request.time", "request.uri", "request.verb"),
@@ -20,6 +25,11 @@ _OPTIONAL_OBJECTS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
 }
 
 
+class NonFinite(float):
+    """NaN or an infinity a client sent (not JSON, but the standard library reads it): a float
+    of its own type, so that storage writes it back as it came (orjson would write null)."""
+
+
 class BadPayloadError(ValueError):
     """The body cannot be accepted; the message says why (it goes back to the client)."""
 
@@ -31,8 +41,13 @@ def decode_body(body: bytes, content_encoding: str, max_bytes: int) -> Any:
         body = _gunzip(body, max_bytes)
     elif encoding not in ("", "identity"):
         raise BadPayloadError(f"unsupported Content-Encoding {content_encoding!r}")
+    if _orjson is not None:
+        try:
+            return _orjson.loads(body)
+        except _orjson.JSONDecodeError:
+            pass  # what orjson refuses (NaN, integers past 64 bits) the standard library may take
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=NonFinite)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadPayloadError(f"body is not valid JSON: {exc}") from exc
 
