@@ -111,6 +111,27 @@ def test_response_is_unchanged_but_for_the_transaction_header(wrap: Any) -> None
     assert no_id.headers == bare.headers
 
 
+def test_a_list_body_goes_back_as_the_very_same_list(wrap: Any, collector: Any) -> None:
+    bodies: List[List[Any]] = []
+
+    def list_app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> List[Any]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        bodies.append([b"one ", b"two"] if len(bodies) == 0 else [b"ok", None])
+        return bodies[-1]
+
+    app = wrap(list_app)
+    environ = make_environ("GET", "/list")
+    assert app(environ, lambda status, headers, exc_info=None: None) is bodies[0]
+    # A body the server will refuse (None is not bytes) still goes back untouched: the capture
+    # does not raise, it counts the failure and the event keeps what came before.
+    assert app(make_environ("GET", "/odd"), lambda *args: None) is bodies[1]
+    events = deliver(app, collector, 2)
+    by_path = {event["request"]["uri"].rsplit("/", 1)[1]: event for event in events}
+    assert base64.b64decode(by_path["list"]["response"]["body"]) == b"one two"
+    assert base64.b64decode(by_path["odd"]["response"]["body"]) == b"ok"
+    assert app.stats()["capture_errors"] == 1
+
+
 def test_client_transaction_id_reused_only_when_uuid(wrap: Any, collector: Any) -> None:
     app = wrap(json_app)
     given = str(uuid.uuid4())

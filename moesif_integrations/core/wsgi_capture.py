@@ -218,8 +218,11 @@ class WsgiExchange(ExchangeRecord):
             # (wsgiref still sets Content-Length for one chunk; nothing is left to close).
             body = self.response_capture
             if body is not None:
-                for chunk in result:  # type: ignore[union-attr]
-                    body.add(chunk)
+                try:
+                    for chunk in result:  # type: ignore[union-attr]
+                        body.add(chunk)
+                except Exception:  # not bytes: the server will say so; capture never raises
+                    capture.recorder.capture_failed("response")
             self.finish(error=False)
             return result
         file_wrapper = self.environ.get("wsgi.file_wrapper")
