@@ -247,6 +247,45 @@ class ClosingBody:
         self.closed += 1
 
 
+class SelfIteratingBody:
+    """An iterable that is its own iterator, like Werkzeug's ClosingIterator."""
+
+    def __init__(self) -> None:
+        self.left = [b"a", b"b", b"c"]
+        self.closed = 0
+
+    def __iter__(self) -> SelfIteratingBody:
+        return self
+
+    def __next__(self) -> bytes:
+        if not self.left:
+            raise StopIteration
+        return self.left.pop(0)
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+@pytest.mark.parametrize("log_body", [True, False], ids=["bodies", "no-bodies"])
+def test_close_once_when_the_server_stops_mid_stream(
+    wrap: Any, collector: Any, log_body: bool
+) -> None:
+    body = SelfIteratingBody()
+
+    def app_(environ: Dict[str, Any], start_response: Any) -> SelfIteratingBody:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return body
+
+    app = wrap(app_, LOG_BODY=log_body)
+    result = app(make_environ("GET", "/stream"), lambda *args: None)
+    assert next(iter(result)) == b"a"
+    result.close()  # the client went away after the first chunk
+    assert body.closed == 1
+    (event,) = deliver(app, collector)
+    assert event["response"]["status"] == 200
+    assert ("body" in event["response"]) is log_body
+
+
 def test_close_called_exactly_once(wrap: Any, collector: Any) -> None:
     body = ClosingBody([b"a", b"b"])
 

@@ -405,12 +405,15 @@ class ResponseIterator:
         exchange = self._exchange
         capture = exchange.response_capture
         try:
-            if capture is None:
-                yield from self._result
-            else:
-                for chunk in self._result:
-                    capture.add(chunk)
-                    yield chunk
+            # Not "yield from": it would close the app's iterator itself, and close() again.
+            for chunk in self._result:
+                if capture is not None:
+                    try:
+                        capture.add(chunk)
+                    except Exception:  # not bytes: the server will say so; capture never raises
+                        exchange.capture.recorder.capture_failed("response")
+                        capture = None
+                yield chunk
         except GeneratorExit:  # close() before the end: close() finishes the exchange
             raise
         except BaseException:
