@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import io
 
-from moesif_integrations.core.capture import BodyCapture, InputTee
+from moesif_integrations.core.capture import (
+    _HEADER_KEYS_LIMIT,
+    BodyCapture,
+    InputTee,
+    _HeaderKeys,
+    environ_header_items,
+)
 
 
 def test_capture_keeps_a_bounded_prefix_and_counts_everything() -> None:
@@ -68,3 +74,30 @@ def test_unread_body_is_drained_after_the_response() -> None:
     tee = InputTee(io.BytesIO(b"short body"), BodyCapture(100))  # type: ignore[arg-type]
     tee.drain_unread(10)
     assert tee.capture.value() == b"short body"
+
+
+def test_header_keys_are_remembered_boundedly() -> None:
+    keys = _HeaderKeys()
+    assert [keys[k] for k in ("HTTP_HOST", "CONTENT_TYPE", "CONTENT_LENGTH")] == [True] * 3
+    assert [keys[k] for k in ("PATH_INFO", "wsgi.input", "HTTP")] == [False] * 3
+    for n in range(_HEADER_KEYS_LIMIT + 10):
+        assert keys[f"HTTP_X_{n}"]
+    assert len(keys) == _HEADER_KEYS_LIMIT
+
+
+def test_environ_header_items_keeps_headers_in_order() -> None:
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "HTTP_HOST": "example.com",
+        "CONTENT_TYPE": "application/json",
+        "wsgi.input": object(),
+        "HTTP_X_ONE": "1",
+        "CONTENT_LENGTH": "2",
+        "SERVER_PORT": "80",
+    }
+    assert environ_header_items(environ) == [
+        ("HTTP_HOST", "example.com"),
+        ("CONTENT_TYPE", "application/json"),
+        ("HTTP_X_ONE", "1"),
+        ("CONTENT_LENGTH", "2"),
+    ]

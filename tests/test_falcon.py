@@ -3,6 +3,7 @@ and end to end under gunicorn and uvicorn, delivering to the local collector ove
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import importlib.util
 import io
@@ -24,6 +25,7 @@ import falcon.testing  # noqa: E402
 import requests  # noqa: E402
 from servers import ROOT_DIR, serve  # noqa: E402
 
+from moesif_integrations.core.capture import InputTee  # noqa: E402
 from moesif_integrations.core.settings import ConfigurationError  # noqa: E402
 from moesif_integrations.falcon import MoesifMiddleware  # noqa: E402
 
@@ -152,6 +154,125 @@ def test_a_body_the_resource_never_read_is_still_captured(
     assert client.simulate_post("/ignore", json={"unread": 1}).json == {"ok": True}
     (event,) = deliver(middleware, collector)
     assert event["request"]["body"] == {"unread": 1}
+
+
+class WsgiRawReader:
+    def on_get(self, req: Any, resp: Any) -> None:
+        resp.media = {"ok": True}
+
+    def on_post(self, req: Any, resp: Any) -> None:
+        resp.media = {"size": len(req.stream.read())}
+
+
+def _call_wsgi(app: Any, environ: Dict[str, Any]) -> bytes:
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+        return lambda data: None
+
+    return b"".join(app(environ, start_response))
+
+
+def test_wsgi_tees_only_requests_that_may_have_a_body(base: Dict[str, Any], collector: Any) -> None:
+    """No Content-Length and no Transfer-Encoding: no body, no tee. A chunked upload names
+    itself with Transfer-Encoding and is teed like any other."""
+    middleware = moesif(base)
+    app = make_app("wsgi", [middleware], {"/raw": WsgiRawReader()})
+    environ = falcon.testing.create_environ("/raw", method="GET")
+    environ.pop("CONTENT_LENGTH", None)
+    assert json.loads(_call_wsgi(app, environ)) == {"ok": True}
+    assert not isinstance(environ["wsgi.input"], InputTee)
+    chunked = falcon.testing.create_environ(
+        "/raw", method="POST", headers={"Content-Type": "application/octet-stream"}
+    )
+    chunked.pop("CONTENT_LENGTH", None)
+    chunked["HTTP_TRANSFER_ENCODING"] = "chunked"
+    chunked["wsgi.input"] = io.BytesIO(b"abc" * 10)
+    assert json.loads(_call_wsgi(app, chunked)) == {"size": 30}
+    get, post = sorted(deliver(middleware, collector, 2), key=lambda e: e["request"]["verb"])
+    assert "body" not in get["request"]
+    assert base64.b64decode(post["request"]["body"]) == b"abc" * 10
+
+
+def _call_asgi(app: Any, method: str, chunks: List[bytes]) -> Dict[str, Any]:
+    """One request whose body comes in ``chunks`` (one ASGI event each); the reply back."""
+    body = b"".join(chunks)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": "/ignore",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"falcon.test"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("203.0.113.7", 50123),
+    }
+    events = [
+        {"type": "http.request", "body": chunk, "more_body": n < len(chunks) - 1}
+        for n, chunk in enumerate(chunks)
+    ]
+    reply: Dict[str, Any] = {"body": b""}
+
+    async def receive() -> Dict[str, Any]:
+        return events.pop(0) if events else {"type": "http.disconnect"}
+
+    async def send(message: Dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            reply["status"] = message["status"]
+        else:
+            reply["body"] += message.get("body", b"")
+
+    asyncio.run(app(scope, receive, send))
+    return reply
+
+
+def test_asgi_request_bodies_whole_or_in_several_events(
+    base: Dict[str, Any], collector: Any
+) -> None:
+    """A body that came whole in the first event is kept as it is; one that comes in several
+    events is teed, and received after the resource when it never read it."""
+    middleware = moesif(base, REQUEST_MAX_BODY_SIZE=40)
+    app = make_app("asgi", [middleware], {"/ignore": AsgiIgnoresBody()})
+    whole = json.dumps({"whole": 1}).encode()
+    split = [b'{"in": ', b'"three", ', b'"parts": 3}']
+    too_long = json.dumps({"text": "x" * 50}).encode()
+    for chunks in ([whole], split, [too_long]):
+        assert json.loads(_call_asgi(app, "POST", chunks)["body"]) == {"ok": True}
+    events = deliver(middleware, collector, 3)
+    bodies = sorted((event["request"]["body"] for event in events), key=str)
+    marker = next(body for body in bodies if "moesif_body_truncated" in body)
+    assert marker["size"] == len(too_long) and marker["limit"] == 40
+    assert {"whole": 1} in bodies and {"in": "three", "parts": 3} in bodies
+
+
+class _PlainAsgiRequest:
+    """An ASGI request without Falcon's private parsed headers: its public API is used."""
+
+    method = "POST"
+    scheme = "http"
+    netloc = "falcon.test"
+    scope = {"path": "/plain", "query_string": b"a=1", "client": ("203.0.113.7", 1)}
+    headers = {"content-length": "2", "x-moesif-transaction-id": "not-a-uuid"}
+    _first_event = {"type": "http.request", "body": b"{}", "more_body": False}
+
+    def get_header(self, name: str) -> Any:
+        return self.headers.get(name.lower())
+
+
+def test_asgi_requests_without_falcons_parsed_headers(base: Dict[str, Any]) -> None:
+    capture = moesif(base)._capture
+    assert capture is not None
+    resp = falcon.asgi.Response()
+    exchange = capture.begin_asgi(_PlainAsgiRequest(), resp)
+    assert exchange is not None
+    assert exchange.request_headers == list(_PlainAsgiRequest.headers.items())
+    assert (exchange.path, exchange.query, exchange.remote_addr) == ("/plain", "a=1", "203.0.113.7")
+    assert exchange.declared_length == 2 and exchange.request_body == b"{}"
+    assert exchange.transaction_id != "not-a-uuid"
+    assert resp.get_header("X-Moesif-Transaction-Id") == exchange.transaction_id
 
 
 # ------------------------------------------------------------------ transaction id

@@ -12,7 +12,7 @@ from __future__ import annotations
 from time import time as _time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from .capture import BodyCapture, InputTee, RequestPathSettings
+from .capture import BodyCapture, InputTee, RequestPathSettings, environ_header_items
 from .governance import Block
 from .ids import transaction_id_for
 from .record import ExchangeRecord
@@ -24,7 +24,6 @@ ExcInfo = Any
 
 TRANSACTION_HEADER = "X-Moesif-Transaction-Id"
 EXCHANGE_ENVIRON_KEY = "moesif.exchange"
-_HEADER_KEY_PREFIXES = ("HTTP_", "CONTENT_TYPE", "CONTENT_LENGTH")
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
@@ -134,7 +133,7 @@ class WsgiExchange(ExchangeRecord):
         script_name = get("SCRIPT_NAME")
         path = get("PATH_INFO") or ""
         # Before the transaction id goes in: the event carries its own id header anyway.
-        headers = [item for item in environ.items() if item[0].startswith(_HEADER_KEY_PREFIXES)]
+        headers = environ_header_items(environ)
         transaction_id = None
         if capture.add_transaction_id:
             transaction_id = transaction_id_for(get("HTTP_X_MOESIF_TRANSACTION_ID"))

@@ -29,7 +29,7 @@ turns into 500 responses, are recorded with that status.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Union
 
 import falcon
 import falcon.asgi
@@ -37,7 +37,6 @@ import falcon.asgi
 from ..core.integration import RecorderMethods
 from ..core.recorder import Recorder
 from ..core.settings import Settings
-from .exchange import FalconExchange
 from .request import FalconCapture
 
 __all__ = ["MoesifMiddleware"]
@@ -67,8 +66,16 @@ class MoesifMiddleware(RecorderMethods):
     # ------------------------------------------------------------------ falcon.App (WSGI)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if self._capture is not None:
-            self._begin(self._capture, req, resp, req.env, asgi=False)
+        capture = self._capture
+        if capture is None:
+            return
+        try:
+            exchange = capture.begin_wsgi(req, resp)
+        except Exception:
+            capture.recorder.capture_failed("request")
+            return
+        if exchange is not None:
+            req.env[self._key] = exchange
 
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
@@ -88,8 +95,16 @@ class MoesifMiddleware(RecorderMethods):
     async def process_request_async(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response
     ) -> None:
-        if self._capture is not None:
-            self._begin(self._capture, req, resp, req.scope, asgi=True)
+        capture = self._capture
+        if capture is None:
+            return
+        try:
+            exchange = capture.begin_asgi(req, resp)
+        except Exception:
+            capture.recorder.capture_failed("request")
+            return
+        if exchange is not None:
+            req.scope[self._key] = exchange
 
     async def process_response_async(
         self,
@@ -113,16 +128,5 @@ class MoesifMiddleware(RecorderMethods):
         if self.recorder is not None:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, self.recorder.flush, self.settings.shutdown_timeout)
-
-    def _begin(
-        self, capture: FalconCapture, req: Any, resp: Any, carrier: Dict[str, Any], asgi: bool
-    ) -> None:
-        try:
-            exchange: Optional[FalconExchange] = capture.begin(req, resp, asgi)
-        except Exception:
-            capture.recorder.capture_failed("request")
-            return
-        if exchange is not None:
-            carrier[self._key] = exchange
 
     # ------------------------------------------------------------------ lifecycle

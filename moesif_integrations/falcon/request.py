@@ -8,16 +8,15 @@ latin-1 text of the request's bytes, so the core quotes them the same way for bo
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any, Dict, Optional, Union
+from time import time as _time
+from typing import Any, Dict, Optional
 
-from ..core.capture import BodyCapture, InputTee, RequestPathSettings
+from ..core.capture import BodyCapture, InputTee, RequestPathSettings, environ_header_items
 from ..core.ids import transaction_id_for
 from ..core.logs import LogOnce
-from ..core.record import ExchangeRecord
 from ..core.recorder import Recorder
 from ..core.wsgi_capture import TRANSACTION_HEADER
-from .exchange import FalconExchange, answer_with
+from .exchange import FalconExchange, _as_text, answer_with
 from .streams import ReceiveTee
 
 _problems = LogOnce()
@@ -29,120 +28,165 @@ class FalconCapture(RequestPathSettings):
     def __init__(self, recorder: Recorder) -> None:
         self.read_request_path_settings(recorder)
         self.recorder: Recorder = recorder
+        self.has_identity_hooks = any(
+            hook is not None
+            for hook in (
+                self.identify_user,
+                self.identify_company,
+                self.get_session_token,
+                self.get_metadata,
+            )
+        )
 
-    def begin(self, req: Any, resp: Any, asgi: bool) -> Optional[FalconExchange]:
+    def begin_wsgi(self, req: Any, resp: Any) -> Optional[FalconExchange]:
         """Notes the request's facts before routing; None when SKIP says so."""
-        started = time.time()
+        started = _time()
         skip = self.skip_hook
         if skip is not None and self.recorder.call_hook("SKIP", skip, req, resp):
             self.recorder.skip()
             return None
-        record = ExchangeRecord()
-        record.request_time = started
-        record.method = req.method
-        record.scheme = req.scheme
-        record.host = req.netloc
-        environ: Optional[Dict[str, Any]] = None
-        if asgi:
-            _describe_scope(record, req.scope)
-            record.request_headers = _asgi_headers(req)
-        else:
-            environ = req.env
-            _describe_environ(record, req.env)
+        environ: Dict[str, Any] = req.env
+        get = environ.get
+        script_name = get("SCRIPT_NAME")
+        path = get("PATH_INFO") or ""
+        # Before the transaction id goes in: the event carries its own id header anyway.
+        headers = environ_header_items(environ)
+        transaction_id = None
         if self.add_transaction_id:
-            transaction_id = transaction_id_for(req.get_header(TRANSACTION_HEADER))
-            record.transaction_id = transaction_id
+            transaction_id = transaction_id_for(get("HTTP_X_MOESIF_TRANSACTION_ID"))
+            # The app reads the same id the response carries, as with the WSGI middleware.
+            environ["HTTP_X_MOESIF_TRANSACTION_ID"] = transaction_id
             resp.set_header(TRANSACTION_HEADER, transaction_id)
-            _show_transaction_id(req, environ, transaction_id)
-        request_capture = None
-        tee: Union[InputTee, ReceiveTee, None] = None
-        if self.log_body:
-            request_capture = BodyCapture(self.request_limit)
-            if environ is None:
-                tee = _tee_receive(req, request_capture)
-            else:
-                tee = InputTee(req.stream, request_capture)
-                # Falcon 3 and 4 build bounded_stream from the environ, older code reads .stream.
-                req.stream = environ["wsgi.input"] = tee
-        declared = _declared_length(req.get_header("Content-Length"))
-        exchange = FalconExchange(self, record, request_capture, tee, declared, environ)
-        block = self.recorder.govern(record)
-        if block is not None:
-            record.blocked_by = block.rule_id
-            answer_with(resp, block)
+        exchange = FalconExchange(
+            started,
+            req.method,
+            req.scheme,
+            req.netloc,
+            script_name + path if script_name else path,
+            get("QUERY_STRING") or "",
+            headers,
+            True,
+            get("REMOTE_ADDR") or None,
+            transaction_id,
+        )
+        exchange.capture = self
+        exchange.environ = environ
+        # Most requests (GETs) have no body: no tee for them. A chunked upload names itself.
+        if self.log_body and (
+            get("CONTENT_LENGTH", "0") not in ("0", "") or "HTTP_TRANSFER_ENCODING" in environ
+        ):
+            exchange.declared_length = _declared_length(get("CONTENT_LENGTH"))
+            exchange.request_capture = body = BodyCapture(self.request_limit)
+            exchange.input_tee = tee = InputTee(req.stream, body)
+            # Falcon 3 and 4 build bounded_stream from the environ, older code reads .stream.
+            req.stream = environ["wsgi.input"] = tee
+        if self.recorder.governs:
+            self._govern(exchange, resp)
         return exchange
 
+    def begin_asgi(self, req: Any, resp: Any) -> Optional[FalconExchange]:
+        """The same from the ASGI scope and Falcon's parsed headers."""
+        started = _time()
+        skip = self.skip_hook
+        if skip is not None and self.recorder.call_hook("SKIP", skip, req, resp):
+            self.recorder.skip()
+            return None
+        scope = req.scope
+        path = scope.get("path") or "/"
+        root_path = scope.get("root_path") or ""
+        if root_path and not path.startswith(root_path):
+            path = root_path + path  # servers differ on whether "path" already holds root_path
+        if not path.isascii():
+            # The same latin-1 view of the UTF-8 bytes as a WSGI server gives (as asgiref).
+            path = path.encode("utf-8", "surrogateescape").decode("latin-1")
+        query = scope.get("query_string") or b""
+        client = scope.get("client")
+        parsed = getattr(req, "_asgi_headers", None)  # Falcon's parsed request headers
+        if isinstance(parsed, dict):
+            # Byte pairs that the worker decodes (see core.headers); the scope's own may be a
+            # spent iterator.
+            headers: Any = list(parsed.items())
+            client_id = parsed.get(b"x-moesif-transaction-id")
+            length = parsed.get(b"content-length")
+        else:  # not the request Falcon usually makes: its public, decoded API
+            parsed = None
+            headers = list(req.headers.items())
+            client_id = req.get_header(TRANSACTION_HEADER)
+            length = req.get_header("Content-Length")
+        transaction_id = None
+        if self.add_transaction_id:
+            if isinstance(client_id, bytes):
+                client_id = client_id.decode("latin-1")
+            transaction_id = transaction_id_for(client_id)
+            resp.set_header(TRANSACTION_HEADER, transaction_id)
+            if parsed is not None:  # the app reads the same id the response carries
+                parsed[b"x-moesif-transaction-id"] = transaction_id.encode("ascii")
+        exchange = FalconExchange(
+            started,
+            req.method,
+            req.scheme,
+            req.netloc,
+            path,
+            query.decode("latin-1") if isinstance(query, bytes) else str(query),
+            headers,
+            False,
+            str(client[0]) if client else None,
+            transaction_id,
+        )
+        exchange.capture = self
+        if self.log_body:
+            if length is not None:
+                if isinstance(length, bytes):
+                    length = length.decode("latin-1")
+                exchange.declared_length = _declared_length(length)
+            _capture_asgi_body(self, exchange, req)
+        if self.recorder.governs:
+            self._govern(exchange, resp)
+        return exchange
+
+    def _govern(self, exchange: FalconExchange, resp: Any) -> None:
+        """The governance seam, while rules are loaded: a Block answers for the resource."""
+        block = self.recorder.govern(exchange)
+        if block is not None:
+            exchange.blocked_by = block.rule_id
+            answer_with(resp, block)
+
     def identify(self, exchange: FalconExchange, req: Any, resp: Any) -> None:
-        """The identification hooks, each once, with Falcon's (req, resp); then REMOTE_USER."""
-        record = exchange.record
+        """The identification hooks, each once, with Falcon's (req, resp)."""
         call = self.recorder.call_hook
         if self.identify_user is not None:
-            record.user_id = _as_text(call("IDENTIFY_USER", self.identify_user, req, resp))
+            exchange.user_id = _as_text(call("IDENTIFY_USER", self.identify_user, req, resp))
         if self.identify_company is not None:
-            record.company_id = _as_text(call("IDENTIFY_COMPANY", self.identify_company, req, resp))
+            exchange.company_id = _as_text(
+                call("IDENTIFY_COMPANY", self.identify_company, req, resp)
+            )
         if self.get_session_token is not None:
-            record.session_token = _as_text(
+            exchange.session_token = _as_text(
                 call("GET_SESSION_TOKEN", self.get_session_token, req, resp)
             )
         if self.get_metadata is not None:
-            record.metadata = call("GET_METADATA", self.get_metadata, req, resp)
-        if record.user_id is None and exchange.environ is not None:
-            # Falcon has no user of its own; a server that authenticated says so here.
-            record.user_id = _as_text(exchange.environ.get("REMOTE_USER"))
+            exchange.metadata = call("GET_METADATA", self.get_metadata, req, resp)
 
 
-def _describe_environ(record: ExchangeRecord, environ: Dict[str, Any]) -> None:
-    record.path = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "")
-    record.query = environ.get("QUERY_STRING") or ""
-    record.remote_addr = environ.get("REMOTE_ADDR") or None
-    record.request_headers = [
-        (key, value)
-        for key, value in environ.items()
-        if key[:5] == "HTTP_" or key == "CONTENT_TYPE" or key == "CONTENT_LENGTH"
-    ]
-    record.request_headers_cgi = True
-
-
-def _describe_scope(record: ExchangeRecord, scope: Dict[str, Any]) -> None:
-    path = scope.get("path") or "/"
-    root_path = scope.get("root_path") or ""
-    if root_path and not path.startswith(root_path):
-        path = root_path + path  # servers differ on whether "path" already holds root_path
-    # The same latin-1 view of the UTF-8 bytes as a WSGI server gives (asgiref does the same).
-    record.path = path.encode("utf-8", "surrogateescape").decode("latin-1")
-    query = scope.get("query_string") or b""
-    record.query = query.decode("latin-1") if isinstance(query, bytes) else str(query)
-    client = scope.get("client")
-    record.remote_addr = str(client[0]) if client else None
-
-
-def _asgi_headers(req: Any) -> Any:
-    """Falcon's parsed request headers (the scope's may be a spent iterator): byte pairs that
-    the worker decodes (see core.headers), else the public, decoded mapping."""
-    parsed = getattr(req, "_asgi_headers", None)
-    if isinstance(parsed, dict):
-        return list(parsed.items())
-    return list(req.headers.items())
-
-
-def _show_transaction_id(req: Any, environ: Optional[Dict[str, Any]], value: str) -> None:
-    """The app reads the same id the response carries, as with the WSGI middleware."""
-    if environ is not None:
-        environ["HTTP_X_MOESIF_TRANSACTION_ID"] = value
-        return
-    headers = getattr(req, "_asgi_headers", None)  # Falcon's parsed request headers
-    if isinstance(headers, dict):
-        headers[b"x-moesif-transaction-id"] = value.encode("ascii")
-
-
-def _tee_receive(req: Any, capture: BodyCapture) -> Optional[ReceiveTee]:
-    """ASGI: the first body event is already in hand; later ones are teed as the app pulls."""
+def _capture_asgi_body(capture: FalconCapture, exchange: FalconExchange, req: Any) -> None:
+    """ASGI: the first body event is already in hand; when more follow, they are teed as the
+    app pulls them. A body that came whole is kept as it is, with no capture or tee."""
     first = getattr(req, "_first_event", None) or {}
-    body = first.get("body")
-    if body:
-        capture.add(body)
-    if getattr(req, "_stream", None) is not None:
-        return None  # something read the body before this middleware: its first chunk is all
+    body = first.get("body") or b""
+    whole = bool(first) and not first.get("more_body")
+    # Something read the body before this middleware: its first chunk is all there is to see.
+    if whole or getattr(req, "_stream", None) is not None:
+        declared = exchange.declared_length
+        if body or declared > 0:  # else the event has no body, as with an empty capture
+            size = len(body)
+            limit = capture.request_limit
+            if size > limit:
+                body = body[:limit]
+            exchange.request_body = body if type(body) is bytes else bytes(body)
+            exchange.request_body_size = max(size, declared)
+        return
+    exchange.request_capture = body_capture = BodyCapture(capture.request_limit)
+    body_capture.add(body)
     receive = getattr(req, "_receive", None)
     if receive is None:
         _problems.log(
@@ -151,10 +195,8 @@ def _tee_receive(req: Any, capture: BodyCapture) -> Optional[ReceiveTee]:
             "this Falcon version keeps no req._receive; only the first chunk of request "
             "bodies is captured",
         )
-        return None
-    tee = ReceiveTee(receive, capture, done=bool(first) and not first.get("more_body"))
-    req._receive = tee
-    return tee
+        return
+    exchange.input_tee = req._receive = ReceiveTee(receive, body_capture, done=False)
 
 
 def _declared_length(value: Any) -> int:
@@ -166,9 +208,3 @@ def _declared_length(value: Any) -> int:
     except (TypeError, ValueError):
         return -1
     return length if length >= 0 else -1
-
-
-def _as_text(value: Any) -> Optional[str]:
-    if value is None or value == "":
-        return None
-    return value if isinstance(value, str) else str(value)
