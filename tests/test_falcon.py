@@ -225,7 +225,13 @@ def _call_asgi(app: Any, method: str, chunks: List[bytes]) -> Dict[str, Any]:
         else:
             reply["body"] += message.get("body", b"")
 
-    asyncio.run(app(scope, receive, send))
+    # Not asyncio.run(): that unsets the thread's loop, which Falcon's TestClient needs later on
+    # Python before 3.12.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(app(scope, receive, send))
+    finally:
+        loop.close()
     return reply
 
 
