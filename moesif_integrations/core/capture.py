@@ -9,6 +9,8 @@ from __future__ import annotations
 from itertools import compress
 from typing import IO, Any, Dict, Iterator, List, Optional, Tuple
 
+from .ids import transaction_id_for
+
 _HEADER_KEY_PREFIXES = ("HTTP_", "CONTENT_TYPE", "CONTENT_LENGTH")
 _HEADER_KEYS_LIMIT = 2048  # header names are the client's to choose: a bounded memo
 
@@ -26,6 +28,22 @@ class _HeaderKeys(Dict[str, bool]):
 
 
 _is_header_key = _HeaderKeys().__getitem__
+
+
+def environ_path(environ: Dict[str, Any]) -> str:
+    """SCRIPT_NAME + PATH_INFO: the path the client asked for."""
+    path: str = environ.get("PATH_INFO") or ""
+    script_name = environ.get("SCRIPT_NAME")
+    return script_name + path if script_name else path
+
+
+def note_transaction_id(environ: Dict[str, Any]) -> str:
+    """The exchange's transaction id (the client's own when it is a UUID), put in environ too:
+    the app and the event see the id the response will carry. Call it after the header
+    snapshot, which then holds the client's header as it came."""
+    transaction_id = transaction_id_for(environ.get("HTTP_X_MOESIF_TRANSACTION_ID"))
+    environ["HTTP_X_MOESIF_TRANSACTION_ID"] = transaction_id
+    return transaction_id
 
 
 def environ_header_items(environ: Dict[str, Any]) -> List[Tuple[str, str]]:

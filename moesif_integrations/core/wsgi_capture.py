@@ -12,9 +12,15 @@ from __future__ import annotations
 from time import time as _time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from .capture import BodyCapture, InputTee, RequestPathSettings, environ_header_items
+from .capture import (
+    BodyCapture,
+    InputTee,
+    RequestPathSettings,
+    environ_header_items,
+    environ_path,
+    note_transaction_id,
+)
 from .governance import Block
-from .ids import transaction_id_for
 from .record import ExchangeRecord
 from .recorder import Recorder
 
@@ -130,22 +136,15 @@ class WsgiExchange(ExchangeRecord):
         get = environ.get
         scheme = get("wsgi.url_scheme") or "http"
         host = get("HTTP_HOST")
-        script_name = get("SCRIPT_NAME")
-        path = get("PATH_INFO") or ""
-        # Before the transaction id goes in: the event carries its own id header anyway.
         headers = environ_header_items(environ)
-        transaction_id = None
-        if capture.add_transaction_id:
-            transaction_id = transaction_id_for(get("HTTP_X_MOESIF_TRANSACTION_ID"))
-            # The app and the event see the same id the response will carry.
-            environ["HTTP_X_MOESIF_TRANSACTION_ID"] = transaction_id
+        transaction_id = note_transaction_id(environ) if capture.add_transaction_id else None
         ExchangeRecord.__init__(
             self,
             started,
             get("REQUEST_METHOD") or "GET",
             scheme,
             host if host else _server_host(environ, scheme),
-            script_name + path if script_name else path,
+            environ_path(environ),
             get("QUERY_STRING") or "",
             headers,
             True,

@@ -11,7 +11,14 @@ import logging
 from time import time as _time
 from typing import Any, Dict, Optional
 
-from ..core.capture import BodyCapture, InputTee, RequestPathSettings, environ_header_items
+from ..core.capture import (
+    BodyCapture,
+    InputTee,
+    RequestPathSettings,
+    environ_header_items,
+    environ_path,
+    note_transaction_id,
+)
 from ..core.ids import transaction_id_for
 from ..core.logs import LogOnce
 from ..core.recorder import Recorder
@@ -47,22 +54,17 @@ class FalconCapture(RequestPathSettings):
             return None
         environ: Dict[str, Any] = req.env
         get = environ.get
-        script_name = get("SCRIPT_NAME")
-        path = get("PATH_INFO") or ""
-        # Before the transaction id goes in: the event carries its own id header anyway.
         headers = environ_header_items(environ)
         transaction_id = None
         if self.add_transaction_id:
-            transaction_id = transaction_id_for(get("HTTP_X_MOESIF_TRANSACTION_ID"))
-            # The app reads the same id the response carries, as with the WSGI middleware.
-            environ["HTTP_X_MOESIF_TRANSACTION_ID"] = transaction_id
+            transaction_id = note_transaction_id(environ)
             resp.set_header(TRANSACTION_HEADER, transaction_id)
         exchange = FalconExchange(
             started,
             req.method,
             req.scheme,
             req.netloc,
-            script_name + path if script_name else path,
+            environ_path(environ),
             get("QUERY_STRING") or "",
             headers,
             True,
