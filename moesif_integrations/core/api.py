@@ -10,17 +10,16 @@ logged (rate-limited), never raised.
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Deque, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from .counters import Counters
 from .event_json import UnserializableEventError, serialize_event
 from .lifecycle import reset_in_forked_child, shut_down_at_exit
-from .logs import LogOnce, logger
+from .logs import LogOnce
 from .profiles import (
     ACTIONS,
     COMPANIES,
@@ -30,6 +29,7 @@ from .profiles import (
     wire_item,
     wire_items,
 )
+from .queue_sender import QueueSender
 from .transport import Response, Transport, TransportOptions
 
 __all__ = ["ProfileClient", "ProfileOptions"]
@@ -52,7 +52,7 @@ class _Queued:
     body: bytes
 
 
-class ProfileClient:
+class ProfileClient(QueueSender):
     """Sends users, companies, subscriptions and actions to the collector.
 
     Every method takes dicts (PROTOCOL.md field names), moesifapi model objects or JSON text.
@@ -75,21 +75,16 @@ class ProfileClient:
         reset_in_forked_child(self)
         shut_down_at_exit(self)
 
+    _unsent_what = "profile updates"
+    exit_order = 1  # after the events: they carry the API calls
+
     def _reset_state(self) -> None:
-        """Fresh queue, locks and no thread: at construction and in a forked child (where a
-        lock the parent's sender held at the fork would stay held for ever)."""
+        self._reset_queue_state()
         self._problems = LogOnce()
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._idle = threading.Condition(self._lock)
-        self._queue: Deque[_Queued] = collections.deque()
-        self._queued_bytes = 0
-        self._in_flight = 0
-        self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._closed = False
-        # While a flush with a time budget runs, retries must not wait past it.
-        self._deadline: Optional[float] = None
+
+    def _sender_threads(self) -> List[threading.Thread]:
+        return [] if self._thread is None else [self._thread]
 
     # ------------------------------------------------------------------ public calls
 
@@ -206,12 +201,6 @@ class ProfileClient:
             self._queued_bytes = 0
             self._in_flight += len(taken)
             return taken
-
-    def _done(self, count: int) -> None:
-        with self._lock:
-            self._in_flight -= count
-            if not self._queue and not self._in_flight:
-                self._idle.notify_all()
 
     def _run(self) -> None:
         transport = Transport(self.transport_options, self._stop)
@@ -333,11 +322,6 @@ class ProfileClient:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def queued(self) -> int:
-        """Items waiting or being sent."""
-        with self._lock:
-            return len(self._queue) + self._in_flight
-
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Waits until what is queued now was sent (or given up); False when ``timeout`` seconds
         passed first. Delivery failures are in the counters, not in this answer."""
@@ -347,49 +331,4 @@ class ProfileClient:
                 return True
             if self._thread is None:  # pragma: no cover - a queued item always starts it
                 return False
-            previous = self._deadline
-            if deadline is not None and (previous is None or deadline < previous):
-                self._deadline = deadline
-            try:
-                while self._queue or self._in_flight:
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        return False
-                    self._idle.wait(remaining)
-                return True
-            finally:
-                self._deadline = previous
-
-    def shutdown(self, timeout: Optional[float] = None) -> bool:
-        """Flushes within ``timeout`` (default ``shutdown_timeout``), then stops the sender;
-        later calls are dropped. True when nothing was left queued."""
-        if timeout is None:
-            timeout = self.options.shutdown_timeout
-        started = time.monotonic()
-        flushed = self.flush(timeout)
-        with self._lock:
-            self._closed = True
-            left = len(self._queue) + self._in_flight
-            self._stop.set()
-            self._wake.notify_all()
-            thread = self._thread
-        if thread is not None:
-            thread.join(min(1.0, max(0.0, timeout - (time.monotonic() - started))))
-        if left:
-            logger.warning("shutdown: %d profile updates left unsent after %.1fs", left, timeout)
-        return flushed and not left
-
-    # -- what core/lifecycle.py calls
-    exit_order = 1
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def shutdown_timeout(self) -> float:
-        return self.options.shutdown_timeout
-
-    def after_fork_in_child(self) -> None:
-        # The parent's thread does not exist here and its queued items are the parent's to send.
-        self._reset_state()
+            return self._wait_until_idle(deadline)

@@ -8,7 +8,6 @@ counts it; nothing here ever blocks the app.
 
 from __future__ import annotations
 
-import collections
 import os
 import threading
 import time
@@ -18,7 +17,8 @@ from typing import TYPE_CHECKING, Callable, Deque, List, Optional, Tuple
 
 from .counters import Counters
 from .lifecycle import reset_in_forked_child, shut_down_at_exit
-from .logs import LogOnce, logger
+from .logs import LogOnce
+from .queue_sender import QueueSender
 from .record import ExchangeRecord
 from .transport import Response, Transport, TransportOptions, gzip_compress
 
@@ -56,7 +56,7 @@ class DispatchOptions:
 Encoder = Callable[[ExchangeRecord], Optional[bytes]]
 
 
-class Dispatcher:
+class Dispatcher(QueueSender):
     def __init__(
         self,
         options: DispatchOptions,
@@ -82,23 +82,27 @@ class Dispatcher:
         reset_in_forked_child(self)
         shut_down_at_exit(self)
 
+    _unsent_what = "events"
+    exit_order = 0
+
     def _reset_state(self) -> None:
         """Fresh queue, locks and no threads: at construction and in a forked child."""
-        self._lock = threading.Lock()
+        self._reset_queue_state()
+        self._queue: Deque[Tuple[ExchangeRecord, int, float]]
         # Sender 0 and the helpers wait apart, so that a due batch wakes only sender 0.
-        self._wake = threading.Condition(self._lock)
         self._wake_helpers = threading.Condition(self._lock)
-        self._idle = threading.Condition(self._lock)
-        self._queue: Deque[Tuple[ExchangeRecord, int, float]] = collections.deque()
-        self._queued_bytes = 0
         self._captured = getattr(self, "_captured", 0)
-        self._in_flight = 0
         self._flush_requests = 0
-        self._stop = threading.Event()
         self._workers: List[threading.Thread] = []
         self._pid = os.getpid()
-        self._closed = False
         self._last_etag: Optional[str] = None
+
+    def _sender_threads(self) -> List[threading.Thread]:
+        return list(self._workers)
+
+    def _wake_senders(self) -> None:
+        self._wake.notify_all()
+        self._wake_helpers.notify_all()
 
     # ------------------------------------------------------------------ request path
 
@@ -207,12 +211,6 @@ class Dispatcher:
                 if len(queue) >= self._backlog_count or self._flush_requests:
                     self._wake_helpers.notify()
             return batch
-
-    def _done(self, count: int) -> None:
-        with self._lock:
-            self._in_flight -= count
-            if not self._queue and not self._in_flight:
-                self._idle.notify_all()
 
     def _run_worker(self, number: int = 0) -> None:
         transport = Transport(self.transport_options, self._stop)
@@ -323,13 +321,6 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ lifecycle
 
-    # While a flush with a time budget runs, retries must not wait past it.
-    _deadline: Optional[float] = None
-
-    def queued(self) -> int:
-        with self._lock:
-            return len(self._queue) + self._in_flight
-
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Sends what is queued now; True when the queue emptied within ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -340,57 +331,10 @@ class Dispatcher:
                 if self._closed:
                     return False
                 self._start_workers()
+            # Every sender takes part, with no wait for a batch to be due.
             self._flush_requests += 1
-            previous_deadline = self._deadline
-            if deadline is not None and (previous_deadline is None or deadline < previous_deadline):
-                self._deadline = deadline
-            self._wake.notify_all()
-            self._wake_helpers.notify_all()
+            self._wake_senders()
             try:
-                while self._queue or self._in_flight:
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        return False
-                    self._idle.wait(remaining)
-                return True
+                return self._wait_until_idle(deadline)
             finally:
                 self._flush_requests -= 1
-                self._deadline = previous_deadline
-
-    def shutdown(self, timeout: Optional[float] = None) -> bool:
-        """Flushes within ``timeout`` (default SHUTDOWN_TIMEOUT), then stops the senders.
-
-        Returns True when everything was delivered; logs how many events were left otherwise.
-        """
-        if timeout is None:
-            timeout = self.options.shutdown_timeout
-        started = time.monotonic()
-        delivered = self.flush(timeout)
-        with self._lock:
-            self._closed = True
-            left = len(self._queue) + self._in_flight
-            self._stop.set()
-            self._wake.notify_all()
-            self._wake_helpers.notify_all()
-            workers = list(self._workers)
-        for thread in workers:
-            remaining = max(0.0, timeout - (time.monotonic() - started))
-            thread.join(min(remaining, 1.0))
-        if left:
-            logger.warning("shutdown: %d events left unsent after %.1fs", left, timeout)
-        return delivered and not left
-
-    # -- what core/lifecycle.py calls
-    exit_order = 0
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def shutdown_timeout(self) -> float:
-        return self.options.shutdown_timeout
-
-    def after_fork_in_child(self) -> None:
-        # The parent's threads do not exist here and its queued records are the parent's to send.
-        self._reset_state()
