@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Callable, Iterator, List
 
 import pytest
 
+from moesif_integrations import MoesifMiddleware
 from moesif_integrations.collector import Collector
 
 
@@ -34,3 +35,26 @@ def json_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(event_json, "_orjson", None)
     monkeypatch.setattr(events, "_FAST_JSON", False)
     return "stdlib"
+
+
+@pytest.fixture
+def middlewares(collector: Collector) -> Iterator[Callable[..., MoesifMiddleware]]:
+    """``make(app, app_id, **settings)``: a MoesifMiddleware around ``app`` delivering to the
+    collector (unless BASE_URI says otherwise) with a 0.05 s batch timeout; every one made is
+    shut down afterwards."""
+    made: List[MoesifMiddleware] = []
+
+    def make(app: Any, app_id: str, **settings: Any) -> MoesifMiddleware:
+        options = {
+            "APPLICATION_ID": app_id,
+            "BASE_URI": collector.url,
+            "EVENT_BATCH_TIMEOUT": 0.05,
+        }
+        options.update(settings)
+        middleware = MoesifMiddleware(app, options)
+        made.append(middleware)
+        return middleware
+
+    yield make
+    for middleware in made:
+        middleware.shutdown(timeout=1)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, List
 
 import pytest
+from servers import free_port
 from wsgi_client import call
 
 from moesif_integrations import MoesifMiddleware
@@ -27,30 +27,13 @@ def hello(environ: Dict[str, Any], start_response: Callable[..., Any]) -> List[b
 
 
 @pytest.fixture
-def wrap(collector: Any) -> Iterator[Callable[..., MoesifMiddleware]]:
-    made: List[MoesifMiddleware] = []
-
+def wrap(middlewares: Callable[..., MoesifMiddleware]) -> Callable[..., MoesifMiddleware]:
     def factory(url: str = "", **settings: Any) -> MoesifMiddleware:
-        options = {
-            "APPLICATION_ID": APP_ID,
-            "BASE_URI": url or collector.url,
-            "EVENT_BATCH_TIMEOUT": 0.05,
-            "RETRY_BACKOFF": 0.05,
-        }
-        options.update(settings)
-        middleware = MoesifMiddleware(hello, options)
-        made.append(middleware)
-        return middleware
+        if url:
+            settings["BASE_URI"] = url
+        return middlewares(hello, APP_ID, **{"RETRY_BACKOFF": 0.05, **settings})
 
-    yield factory
-    for middleware in made:
-        middleware.shutdown(timeout=1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return factory
 
 
 def test_events_go_in_batches_of_batch_size(wrap: Any, collector: Any) -> None:

@@ -12,7 +12,6 @@ import gzip
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
-from servers import HttpReply, ServedApp, installed, raw_exchange, serve
+from servers import HttpReply, ServedApp, free_port, installed, raw_exchange, serve
 from wsgi_client import call
 
 from moesif_integrations import MoesifMiddleware
@@ -39,29 +38,13 @@ def json_app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Lis
 
 
 @pytest.fixture
-def wrap(collector: Collector) -> Iterator[Callable[..., MoesifMiddleware]]:
-    made: List[MoesifMiddleware] = []
-
+def wrap(middlewares: Callable[..., MoesifMiddleware]) -> Callable[..., MoesifMiddleware]:
     def factory(base_uri: str = "", **settings: Any) -> MoesifMiddleware:
-        options = {
-            "APPLICATION_ID": APP_ID,
-            "BASE_URI": base_uri or collector.url,
-            "EVENT_BATCH_TIMEOUT": 0.05,
-        }
-        options.update(settings)
-        middleware = MoesifMiddleware(json_app, options)
-        made.append(middleware)
-        return middleware
+        if base_uri:
+            settings["BASE_URI"] = base_uri
+        return middlewares(json_app, APP_ID, **settings)
 
-    yield factory
-    for middleware in made:
-        middleware.shutdown(timeout=1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return factory
 
 
 def assert_accounted(stats: Dict[str, int], requests: int) -> None:

@@ -22,23 +22,11 @@ APP_ID = "test-app-id-0123456789"
 
 
 @pytest.fixture
-def wrap(collector: Any) -> Iterator[Callable[..., MoesifMiddleware]]:
-    made: List[MoesifMiddleware] = []
-
+def wrap(middlewares: Callable[..., MoesifMiddleware]) -> Callable[..., MoesifMiddleware]:
     def factory(app: Any, **settings: Any) -> MoesifMiddleware:
-        options = {
-            "APPLICATION_ID": APP_ID,
-            "BASE_URI": collector.url,
-            "EVENT_BATCH_TIMEOUT": 0.05,
-        }
-        options.update(settings)
-        middleware = MoesifMiddleware(app, options)
-        made.append(middleware)
-        return middleware
+        return middlewares(app, APP_ID, **settings)
 
-    yield factory
-    for middleware in made:
-        middleware.shutdown(timeout=2)
+    return factory
 
 
 def deliver(middleware: MoesifMiddleware, collector: Any, count: int = 1) -> List[Dict[str, Any]]:
