@@ -119,8 +119,13 @@ def test_every_event_arrives_with_its_fields(
 
 
 @pytest.mark.skipif(not installed("gunicorn"), reason="gunicorn is not installed")
-def test_preloaded_forked_workers_deliver_every_event(collector: Collector, tmp_path: Any) -> None:
-    env = moesif_env(collector, GET_METADATA="apps.hooks:pid_metadata")
+@pytest.mark.parametrize("delivery_process", [False, True], ids=["threads", "delivery-process"])
+def test_preloaded_forked_workers_deliver_every_event(
+    collector: Collector, tmp_path: Any, delivery_process: bool
+) -> None:
+    env = moesif_env(
+        collector, GET_METADATA="apps.hooks:pid_metadata", DELIVERY_PROCESS=delivery_process
+    )
     # The app makes one request at import, so the master has a queue and running sender
     # threads when it forks: the workers inherit the queue but not the threads.
     env["TEST_APP_WARM_UP"] = "1"

@@ -310,7 +310,16 @@ class Dispatcher(QueueSender):
 
     def _note_etag(self, response: Response) -> None:
         etag = response.header("x-moesif-config-etag")
-        if etag and etag != self._last_etag:
+        if etag:
+            self._etag_seen(etag)
+
+    @property
+    def last_etag(self) -> Optional[str]:
+        """The config ETag the collector last answered with."""
+        return self._last_etag
+
+    def _etag_seen(self, etag: str) -> None:
+        if etag != self._last_etag:
             changed = self._last_etag is not None
             self._last_etag = etag
             if changed and self._on_config_etag is not None:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, Optional
 
 from .api import ProfileClient, ProfileOptions
 from .counters import Counters
+from .delivery_process import ProcessDispatcher
 from .dispatch import Dispatcher, DispatchOptions
 from .events import (
     EventBuilder,
@@ -36,12 +37,22 @@ class Recorder:
         self._problems = LogOnce()
         options = EventOptions.from_settings(settings)
         self._builder = EventBuilder(options, fingerprint_key=fingerprint_key(settings))
-        self.dispatcher = Dispatcher(
-            DispatchOptions.from_settings(settings),
-            TransportOptions.from_settings(settings),
-            self._encode,
-            self.counters,
-        )
+        self.dispatcher: Dispatcher
+        if settings.delivery_process:
+            self.dispatcher = ProcessDispatcher(
+                DispatchOptions.from_settings(settings),
+                TransportOptions.from_settings(settings),
+                self._encode,
+                self.counters,
+                settings,
+            )
+        else:
+            self.dispatcher = Dispatcher(
+                DispatchOptions.from_settings(settings),
+                TransportOptions.from_settings(settings),
+                self._encode,
+                self.counters,
+            )
         # Users, companies, subscriptions and actions; no thread or network until first used.
         self.api = ProfileClient(
             TransportOptions.from_settings(settings),
@@ -50,10 +61,11 @@ class Recorder:
         )
         if settings.debug:
             logger.debug(
-                "Moesif capture configured: collector %s, bodies %s, %d sender threads",
+                "Moesif capture configured: collector %s, bodies %s, %d sender threads%s",
                 settings.base_uri,
                 "on" if settings.log_body else "off",
                 settings.event_worker_count,
+                " in a delivery process" if settings.delivery_process else "",
             )
 
     # ------------------------------------------------------------------ request path

@@ -330,6 +330,11 @@ class Settings:
     enabled: bool = option(
         True, "False makes every adapter a pass-through: nothing captured, nothing sent."
     )
+    delivery_process: bool = option(
+        False,
+        "Build and send events in a delivery process of their own (one per app process, "
+        "started on first use), off the app's GIL and CPU.",
+    )
 
     def __post_init__(self) -> None:
         # Direct construction and dataclasses.replace() get the same checks as load().

@@ -1,0 +1,163 @@
+"""The delivery process: builds, batches and sends the events of one app process.
+
+Started by ``delivery_process.ProcessDispatcher`` as ``python -m
+moesif_integrations.core.delivery_child`` with its stdin and stdout as pipes to the app's
+process. It runs the same Recorder and sender threads an app process runs without
+DELIVERY_PROCESS, fed from the pipe instead of from the request path, so event building, gzip
+and HTTP use their own interpreter (and GIL) on another CPU. It reports its counters back and
+forwards its log lines to the app's logging. It ends when told to or when the pipe closes (the
+app's process is gone), after a flush bounded by SHUTDOWN_TIMEOUT.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+from typing import Any, BinaryIO, Dict, Optional, Union
+
+from . import process_wire as wire
+from .logs import logger
+from .record import ExchangeRecord
+from .recorder import Recorder
+from .settings import Settings
+
+# How often counters changed by the senders are reported (a flush answers at once).
+_STATUS_INTERVAL = 0.05
+
+
+class PreEncoded:
+    """An event the app's process encoded itself; queued and sent as it is."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def approximate_size(self) -> int:
+        return len(self.data) + 100
+
+
+class ChildRecorder(Recorder):
+    def _encode(self, record: Union[ExchangeRecord, PreEncoded]) -> Optional[bytes]:
+        if isinstance(record, PreEncoded):
+            return record.data
+        return super()._encode(record)
+
+
+class _Replies:
+    """Frames to the app's process, from several threads: one writer at a time."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+
+    def send(self, kind: bytes, payload: bytes = b"") -> bool:
+        with self._lock:
+            try:
+                wire.write_frame(self._fd, kind, payload)
+                return True
+            except OSError:  # the app's process is gone; nothing left to tell it
+                return False
+
+
+class _ForwardLogs(logging.Handler):
+    def __init__(self, replies: _Replies) -> None:
+        super().__init__()
+        self._replies = replies
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.exc_info:
+                text += "\n" + logging.Formatter().formatException(record.exc_info)
+            self._replies.send(wire.LOG, wire.dumps((record.levelno, text)))
+        except Exception:
+            self.handleError(record)
+
+
+class DeliveryChild:
+    def __init__(self, settings: Settings, replies: _Replies) -> None:
+        self.recorder = ChildRecorder(settings)
+        self.dispatcher = self.recorder.dispatcher
+        self.replies = replies
+        self._reported: Any = None
+        self._done = threading.Event()
+
+    def status(self) -> Dict[str, Any]:
+        return {
+            "counters": self.recorder.counters.snapshot(),
+            "queued": self.dispatcher.queued(),
+            "etag": self.dispatcher.last_etag,
+        }
+
+    def report_changes(self) -> None:
+        """Sends the counters whenever the senders changed them, until the process ends."""
+        while not self._done.wait(_STATUS_INTERVAL):
+            payload = wire.dumps(self.status())
+            if payload != self._reported:
+                self._reported = payload
+                self.replies.send(wire.STATUS, payload)
+
+    def flush(self, request_id: int, timeout: float) -> None:
+        delivered = self.dispatcher.flush(None if timeout < 0 else timeout)
+        self.replies.send(wire.FLUSHED, wire.dumps((request_id, delivered, self.status())))
+
+    def serve(self, stream: BinaryIO) -> None:
+        """Reads frames until told to stop or the pipe closes; then flushes and says goodbye."""
+        reporter = threading.Thread(target=self.report_changes, name="moesif-status", daemon=True)
+        reporter.start()
+        timeout = self.recorder.settings.shutdown_timeout
+        put = self.dispatcher.put
+        while True:
+            frame = wire.read_frame(stream)
+            if frame is None:
+                break
+            kind, payload = frame
+            if kind == wire.RECORDS:
+                for item in wire.loads(payload):
+                    put(wire.record_from_wire(item))
+            elif kind == wire.ENCODED:
+                for data in wire.loads(payload):
+                    put(PreEncoded(data))  # type: ignore[arg-type]
+            elif kind == wire.FLUSH:
+                request_id, flush_timeout = wire.loads(payload)
+                # A flush waits on the collector: frames keep being read meanwhile.
+                threading.Thread(
+                    target=self.flush, args=(request_id, flush_timeout), daemon=True
+                ).start()
+            elif kind == wire.SHUTDOWN:
+                timeout = wire.loads(payload)
+                break
+        delivered = self.dispatcher.shutdown(timeout)
+        self._done.set()
+        self.replies.send(wire.BYE, wire.dumps((delivered, self.status())))
+
+
+def main() -> None:
+    # The app's process decides when delivery ends (Ctrl-C reaches the whole process group).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Frames own stdout: anything printed by mistake goes to stderr instead.
+    replies = _Replies(os.dup(sys.stdout.fileno()))
+    sys.stdout = sys.stderr
+    stream = sys.stdin.buffer
+    first = wire.read_frame(stream)
+    if first is None or first[0] != wire.SETTINGS:
+        sys.exit(2)
+    settings: Settings = pickle.loads(first[1])
+    logger.addHandler(_ForwardLogs(replies))
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG if settings.debug else logging.INFO)
+    child = DeliveryChild(settings, replies)
+    replies.send(wire.READY)
+    started = time.monotonic()
+    child.serve(stream)
+    logger.debug("delivery process done after %.1fs", time.monotonic() - started)
+
+
+if __name__ == "__main__":
+    main()

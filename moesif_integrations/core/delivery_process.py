@@ -1,0 +1,423 @@
+"""DELIVERY_PROCESS: events are built and sent by a process of their own, off the app's GIL.
+
+In the app's process the request path queues records exactly as without the option; one
+hand-off thread takes what is queued, turns it into plain tuples and writes it, marshalled, to
+a pipe. A delivery process (``delivery_child.py``), started lazily by the process that
+captures (so each forked worker has its own), does everything else: event building, masking,
+batching, gzip, HTTP and retries, on another CPU. The app's process keeps its counters: the
+delivery process reports its own (sent, failed, ...) and they are added in.
+
+If the delivery process cannot start, this falls back to sending from the app's process, with
+one log line. A MASK_EVENT_MODEL hook is a function of the app's process, so with one set the
+events are encoded here and only batching and HTTP move out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from . import process_wire as wire
+from .counters import Counters
+from .dispatch import Dispatcher, DispatchOptions, Encoder
+from .logs import logger
+from .record import ExchangeRecord
+from .settings import OPTIONS, OptionKind, Settings
+from .transport import Transport, TransportOptions
+
+_CHILD_MODULE = "moesif_integrations.core.delivery_child"
+# Longest wait for a new delivery process to read its settings (a loaded machine's cold start).
+_READY_TIMEOUT = 30.0
+# How long records wait in this process before being handed off, at most: the delivery process
+# does the batching by BATCH_SIZE and EVENT_BATCH_TIMEOUT.
+_HANDOFF_DELAY = 0.05
+# Most records in one hand-off (one marshal call, one pipe write).
+_HANDOFF_MAX = 1000
+# Delivery processes that died before this one falls back to sending from the app's process.
+_MAX_RESTARTS = 3
+# Delivery processes forked children inherited: theirs to keep, never to wait for or close.
+_inherited: List[Any] = []
+
+
+def child_settings(settings: Settings) -> Settings:
+    """The settings a delivery process runs with: no hooks (functions of the app's process)."""
+    hooks = {spec.field_name: None for spec in OPTIONS if spec.kind is OptionKind.HOOK}
+    return settings.replace(delivery_process=False, **hooks)
+
+
+class DeliveryProcess:
+    """One running delivery process, seen from the app's process: frames out, replies in."""
+
+    def __init__(
+        self,
+        settings_payload: bytes,
+        on_status: Callable[[Dict[str, Any]], None],
+        on_gone: Callable[[DeliveryProcess], None],
+    ) -> None:
+        self._on_status = on_status
+        self._on_gone = on_gone
+        self._write_lock = threading.Lock()
+        self._replies = threading.Condition()
+        self._flush_results: Dict[int, bool] = {}
+        self._flush_ids = itertools.count(1)
+        self.ready = False
+        self.gone = False
+        self.bye: Optional[bool] = None
+        env = dict(os.environ)
+        # The same package and dependencies as this process, wherever they were found.
+        env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", _CHILD_MODULE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,  # raw pipes: nothing buffered or locked that a fork() could catch
+            close_fds=True,
+            # Out of the terminal's process group: Ctrl-C stops the app, which then flushes.
+            start_new_session=True,
+            env=env,
+        )
+        assert self.popen.stdin is not None and self.popen.stdout is not None
+        self._stdin = self.popen.stdin
+        self._stdout = self.popen.stdout
+        self.send(wire.SETTINGS, settings_payload)
+        self._reader = threading.Thread(
+            target=self._read_replies, name="moesif-integrations-delivery-replies", daemon=True
+        )
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def wait_ready(self, timeout: float) -> bool:
+        with self._replies:
+            self._replies.wait_for(lambda: self.ready or self.gone, timeout)
+            return self.ready and not self.gone
+
+    def send(self, kind: bytes, payload: bytes = b"", timeout: Optional[float] = None) -> bool:
+        """Writes one frame; False when the process is gone or the pipe stayed busy."""
+        if not self._write_lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            return False
+        try:
+            if self._stdin.closed:
+                return False
+            wire.write_frame(self._stdin.fileno(), kind, payload)
+            return True
+        except OSError:  # BrokenPipeError: the delivery process died
+            return False
+        finally:
+            self._write_lock.release()
+
+    def _read_replies(self) -> None:
+        stream = self._stdout
+        try:
+            while True:
+                frame = wire.read_frame(stream)  # type: ignore[arg-type]
+                if frame is None:
+                    break
+                self._handle(*frame)
+        except Exception:  # a bug here must not go unnoticed, nor kill the app
+            logger.warning("reading from the delivery process failed", exc_info=True)
+        finally:
+            with self._replies:
+                self.gone = True
+                self._replies.notify_all()
+            self._on_gone(self)
+
+    def _handle(self, kind: bytes, payload: bytes) -> None:
+        if kind == wire.STATUS:
+            self._on_status(wire.loads(payload))
+        elif kind == wire.LOG:
+            level, text = wire.loads(payload)
+            logger.log(level, "%s", text)
+        elif kind == wire.FLUSHED:
+            request_id, delivered, status = wire.loads(payload)
+            self._on_status(status)
+            with self._replies:
+                self._flush_results[request_id] = delivered
+                self._replies.notify_all()
+        elif kind == wire.READY:
+            with self._replies:
+                self.ready = True
+                self._replies.notify_all()
+        elif kind == wire.BYE:
+            delivered, status = wire.loads(payload)
+            self._on_status(status)
+            with self._replies:
+                self.bye = delivered
+                self._replies.notify_all()
+
+    def flush(self, timeout: Optional[float]) -> bool:
+        """Asks the process to deliver what it holds; True once it says all was delivered."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        request_id = next(self._flush_ids)
+        payload = wire.dumps((request_id, -1.0 if timeout is None else float(timeout)))
+        if not self.send(wire.FLUSH, payload, timeout):
+            return False
+        with self._replies:
+            self._replies.wait_for(
+                lambda: request_id in self._flush_results or self.gone,
+                None if deadline is None else max(0.0, deadline - time.monotonic()),
+            )
+            return self._flush_results.pop(request_id, False)
+
+    def close(self, timeout: float) -> bool:
+        """Tells the process to finish within ``timeout`` and waits for it (a second more at
+        most), then kills it if it has not exited. True when it said all was delivered."""
+        deadline = time.monotonic() + timeout + 1.0
+        self.send(wire.SHUTDOWN, wire.dumps(float(timeout)), timeout)
+        with self._write_lock:
+            self._stdin.close()  # end of input: the process ends even if the frame was lost
+        with self._replies:
+            self._replies.wait_for(
+                lambda: self.bye is not None or self.gone, max(0.0, deadline - time.monotonic())
+            )
+        try:
+            self.popen.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+        return bool(self.bye)
+
+    def abandon_after_fork(self) -> None:
+        """In a forked child: the process is the parent's. Only our copies of its pipes close,
+        so that it still sees the end of its input when the parent goes."""
+        for pipe in (self._stdin, self._stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+        _inherited.append(self)
+
+
+class ProcessDispatcher(Dispatcher):
+    """The Dispatcher's queue and request path, with one hand-off thread instead of senders."""
+
+    def __init__(
+        self,
+        options: DispatchOptions,
+        transport_options: TransportOptions,
+        encode: Encoder,
+        counters: Counters,
+        settings: Settings,
+        on_config_etag: Optional[Callable[[str], None]] = None,
+    ) -> None:
+        self._settings_payload = pickle.dumps(child_settings(settings))
+        # A MASK_EVENT_MODEL hook runs here, so its events are encoded here.
+        self._encode_here = settings.mask_event_model is not None
+        super().__init__(options, transport_options, encode, counters, on_config_etag)
+
+    def _reset_state(self) -> None:
+        previous: Optional[DeliveryProcess] = getattr(self, "_process", None)
+        if previous is not None and self._pid != os.getpid():
+            previous.abandon_after_fork()
+        super()._reset_state()
+        self._process: Optional[DeliveryProcess] = None
+        self._status_lock = threading.Lock()
+        # The current delivery process's counters as last reported, and what it holds.
+        self._process_counters: Dict[str, int] = {}
+        self._process_queued = 0
+        self._starts = 0
+        self._sends_here = False
+        self._fallback_transport: Optional[Transport] = None
+
+    def _start_workers(self) -> None:
+        # Called with the lock held, on first use in this process.
+        thread = threading.Thread(
+            target=self._run_handoff, name="moesif-integrations-handoff", daemon=True
+        )
+        self._workers.append(thread)
+        thread.start()
+
+    # ------------------------------------------------------------------ hand-off thread
+
+    def _take_handoff(self) -> List[ExchangeRecord]:
+        """Waits until records are due (a batch's worth, old enough, a flush) and takes them."""
+        with self._lock:
+            while True:
+                queue = self._queue
+                if self._stop.is_set() and not queue:
+                    return []
+                if queue:
+                    age = time.monotonic() - queue[0][2]
+                    if (
+                        len(queue) >= self._due_count
+                        or self._queued_bytes >= self._due_bytes
+                        or self._flush_requests
+                        or age >= _HANDOFF_DELAY
+                        or self._stop.is_set()
+                    ):
+                        break
+                    self._wake.wait(_HANDOFF_DELAY - age)
+                else:
+                    self._wake.wait(self.options.batch_timeout)
+            batch = []
+            for _ in range(min(_HANDOFF_MAX, len(queue))):
+                record, size, _enqueued = queue.popleft()
+                self._queued_bytes -= size
+                batch.append(record)
+            self._in_flight += len(batch)
+            return batch
+
+    def _run_handoff(self) -> None:
+        try:
+            while True:
+                batch = self._take_handoff()
+                if not batch:
+                    if self._stop.is_set():
+                        return
+                    continue
+                try:
+                    self._hand_off(batch)
+                except Exception:  # a bug here must not kill the thread
+                    self.counters.add("failed", len(batch))
+                    self._problems.log(
+                        "handoff-bug",
+                        40,
+                        "unexpected error while handing off events",
+                        exc_info=True,
+                    )
+                finally:
+                    self._done(len(batch))
+        finally:
+            if self._fallback_transport is not None:
+                self._fallback_transport.close()
+
+    def _hand_off(self, batch: List[ExchangeRecord]) -> None:
+        process = self._running_process()
+        if process is None:
+            self._send_here(batch)
+            return
+        if self._encode_here:
+            encoded = [event for event in map(self._encode, batch) if event is not None]
+            payload, kind = wire.dumps(encoded), wire.ENCODED
+            odd: List[ExchangeRecord] = []
+        else:
+            wires = [wire.record_to_wire(record) for record in batch]
+            payload, odd = wire.split_marshalable(wires, batch)
+            kind = wire.RECORDS
+        if not process.send(kind, payload):
+            self._lost("the pipe to it broke", len(batch))
+            return
+        if odd:
+            encoded = [event for event in map(self._encode, odd) if event is not None]
+            if not process.send(wire.ENCODED, wire.dumps(encoded)):
+                self._lost("the pipe to it broke", len(odd))
+
+    def _send_here(self, batch: List[ExchangeRecord]) -> None:
+        """The fallback: build and send from this process, as without DELIVERY_PROCESS."""
+        if self._fallback_transport is None:
+            self._fallback_transport = Transport(self.transport_options, self._stop)
+        self._send_records(self._fallback_transport, batch)
+
+    def _running_process(self) -> Optional[DeliveryProcess]:
+        process = self._process
+        if process is not None and not process.gone:
+            return process
+        if self._sends_here:
+            return None
+        if self._starts > _MAX_RESTARTS:
+            self._fall_back(f"it exited {self._starts} times")
+            return None
+        self._starts += 1
+        try:
+            process = DeliveryProcess(self._settings_payload, self._take_status, self._process_gone)
+        except (OSError, ValueError) as exc:
+            self._fall_back(f"it could not start: {exc}")
+            return None
+        if not process.wait_ready(_READY_TIMEOUT):
+            process.close(0.0)
+            self._fall_back(
+                "it exited at start"
+                if process.gone
+                else f"it did not answer within {_READY_TIMEOUT:.0f}s"
+            )
+            return None
+        with self._status_lock:
+            self._process_counters = {}
+            self._process_queued = 0
+        self._process = process
+        logger.debug("delivery process %d started", process.pid)
+        return process
+
+    def _fall_back(self, why: str) -> None:
+        self._sends_here = True
+        self._problems.log(
+            "delivery-process",
+            logging.WARNING,
+            "DELIVERY_PROCESS: %s; events are built and sent from this process instead",
+            why,
+        )
+
+    def _lost(self, why: str, count: int) -> None:
+        self.counters.add("failed", count)
+        self._problems.log(
+            "delivery-process-lost",
+            logging.WARNING,
+            "DELIVERY_PROCESS: %s; %d events lost, a new delivery process starts",
+            why,
+            count,
+        )
+
+    # ------------------------------------------------------------------ replies
+
+    def _take_status(self, status: Dict[str, Any]) -> None:
+        """Adds what the delivery process counted since its last report to this one's counters."""
+        counters: Dict[str, int] = status["counters"]
+        with self._status_lock:
+            last = self._process_counters
+            for name, value in counters.items():
+                change = value - last.get(name, 0)
+                if change and name != "captured":
+                    self.counters.add(name, change)
+            self._process_counters = counters
+            self._process_queued = status["queued"]
+        etag = status.get("etag")
+        if etag:
+            self._etag_seen(etag)
+
+    def _process_gone(self, process: DeliveryProcess) -> None:
+        if process.bye is not None or self._closed:
+            return  # it was told to finish
+        with self._status_lock:
+            held, self._process_queued = self._process_queued, 0
+        if held:
+            self.counters.add("failed", held)
+        self._problems.log(
+            "delivery-process-died",
+            logging.WARNING,
+            "DELIVERY_PROCESS: the delivery process exited unexpectedly (code %s); "
+            "%d events it held were lost, a new one starts with the next events",
+            process.popen.poll(),
+            held,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def queued(self) -> int:
+        return super().queued() + self._process_queued
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        handed_off = super().flush(timeout)
+        process = self._process
+        if not handed_off or process is None or process.gone:
+            return handed_off
+        return process.flush(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    def shutdown(self, timeout: Optional[float] = None) -> bool:
+        if timeout is None:
+            timeout = self.options.shutdown_timeout
+        deadline = time.monotonic() + timeout
+        delivered = super().shutdown(timeout)
+        process = self._process
+        if process is None or process.gone:
+            return delivered
+        return process.close(max(0.0, deadline - time.monotonic())) and delivered

@@ -1,0 +1,148 @@
+"""What the app's process and its delivery process say to each other over a pair of pipes.
+
+A frame is a 5-byte header (payload length, one kind byte) and a payload. Records cross as
+``marshal`` data: the standard library's C-level format for plain values, several times cheaper
+than pickle or JSON, and all the app's process has to pay per event. Only the settings (once, at
+start) cross as pickle. Both ends are this package, in processes of the same user.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import struct
+from operator import attrgetter
+from typing import Any, BinaryIO, List, Optional, Tuple
+
+from .record import ExchangeRecord
+
+_HEADER = struct.Struct("!IB")
+
+# App process -> delivery process.
+SETTINGS = b"C"  # pickled Settings, hooks removed: the first frame
+RECORDS = b"R"  # marshal: a list of record_to_wire() tuples
+ENCODED = b"E"  # marshal: a list of events already encoded (MASK_EVENT_MODEL, odd values)
+FLUSH = b"F"  # marshal: (request id, timeout in seconds or -1.0 for none)
+SHUTDOWN = b"S"  # marshal: timeout in seconds; the app's process closes the pipe next
+# Delivery process -> app process.
+READY = b"H"  # empty: settings read, the process delivers from now on
+STATUS = b"T"  # marshal: {"counters": {...}, "queued": n, "etag": str or None}
+LOG = b"L"  # marshal: (level, message): a log line for the app's own logging
+FLUSHED = b"D"  # marshal: (request id, delivered, status)
+BYE = b"B"  # marshal: (delivered, status), right before the process exits
+
+# The facts every record has (its slots), read in one C-level call.
+_SLOT_FIELDS = (
+    "request_time",
+    "response_time",
+    "method",
+    "scheme",
+    "host",
+    "path",
+    "query",
+    "request_headers",
+    "request_headers_cgi",
+    "remote_addr",
+    "status",
+    "response_headers",
+    "transaction_id",
+)
+# The ones most records leave at the class default (set in the record's __dict__ when not).
+RARE_FIELDS = frozenset(
+    (
+        "direction",
+        "request_body",
+        "request_body_size",
+        "response_body",
+        "response_body_size",
+        "user_id",
+        "company_id",
+        "session_token",
+        "metadata",
+        "route",
+        "blocked_by",
+        "weight",
+    )
+)
+_slot_values = attrgetter(*_SLOT_FIELDS)
+
+WireRecord = Tuple[Any, ...]
+
+
+def record_to_wire(record: ExchangeRecord) -> WireRecord:
+    """The record's facts as a tuple of plain values (marshal-able when the values are)."""
+    extras = record.__dict__
+    if extras and not extras.keys() <= RARE_FIELDS:
+        # An adapter's subclass may keep its own things in __dict__: only the facts cross.
+        extras = {name: value for name, value in extras.items() if name in RARE_FIELDS}
+    return (_slot_values(record), extras or None)
+
+
+def record_from_wire(wire: WireRecord) -> ExchangeRecord:
+    slots, extras = wire
+    record = ExchangeRecord.__new__(ExchangeRecord)
+    for name, value in zip(_SLOT_FIELDS, slots):
+        setattr(record, name, value)
+    if extras:
+        record.__dict__.update(extras)
+    return record
+
+
+def dumps(value: Any) -> bytes:
+    """marshal.dumps; ValueError for a value marshal does not know (a subclass, an object)."""
+    return marshal.dumps(value)
+
+
+def loads(payload: bytes) -> Any:
+    return marshal.loads(payload)
+
+
+def write_frame(fd: int, kind: bytes, payload: bytes = b"") -> None:
+    """Writes one whole frame to a blocking file descriptor (the GIL is released meanwhile)."""
+    data = memoryview(_HEADER.pack(len(payload), kind[0]) + payload)
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
+
+
+def read_frame(stream: BinaryIO) -> Optional[Tuple[bytes, bytes]]:
+    """The next (kind, payload); None at the end of the stream (the other side is gone)."""
+    header = _read_exactly(stream, _HEADER.size)
+    if header is None:
+        return None
+    length, kind = _HEADER.unpack(header)
+    payload = _read_exactly(stream, length) if length else b""
+    if payload is None:
+        return None
+    return bytes((kind,)), payload
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> Optional[bytes]:
+    data = stream.read(size)
+    while data and len(data) < size:  # a raw pipe returns what has arrived so far
+        more = stream.read(size - len(data))
+        if not more:
+            return None
+        data += more
+    return data if data else None
+
+
+def split_marshalable(
+    wires: List[WireRecord], records: List[ExchangeRecord]
+) -> Tuple[bytes, List[ExchangeRecord]]:
+    """The batch as one marshal payload, and the records whose values marshal refused (a
+    subclass of str in a header, an object in metadata): those are encoded in this process."""
+    try:
+        return dumps(wires), []
+    except ValueError:
+        pass
+    good: List[WireRecord] = []
+    odd: List[ExchangeRecord] = []
+    for wire, record in zip(wires, records):
+        try:
+            dumps(wire)
+        except ValueError:
+            odd.append(record)
+        else:
+            good.append(wire)
+    return dumps(good), odd
