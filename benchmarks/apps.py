@@ -16,7 +16,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
-INTEGRATIONS = ("bare", "generic", "ours", "moesifwsgi")
+INTEGRATIONS = ("bare", "generic", "generic-process", "ours", "moesifwsgi")
 
 
 @dataclass
@@ -85,10 +85,24 @@ def wrap_generic(wsgi_app: Callable[..., Any], settings: BenchSettings) -> Any:
     return MoesifMiddleware(wsgi_app, settings.ours())
 
 
+def wrap_generic_process(wsgi_app: Callable[..., Any], settings: BenchSettings) -> Any:
+    """The generic middleware with DELIVERY_PROCESS: events built and sent by another process."""
+    from moesif_integrations import MoesifMiddleware
+
+    return MoesifMiddleware(wsgi_app, {**settings.ours(), "DELIVERY_PROCESS": True})
+
+
 def wrap_moesifwsgi(wsgi_app: Callable[..., Any], settings: BenchSettings) -> Any:
     from moesifwsgi import MoesifMiddleware
 
     return MoesifMiddleware(wsgi_app, settings.moesifwsgi())
+
+
+WRAPPERS = {
+    "generic": wrap_generic,
+    "generic-process": wrap_generic_process,
+    "moesifwsgi": wrap_moesifwsgi,
+}
 
 
 ITEM = {"id": 42, "name": "widget", "price": 9.99, "tags": ["blue", "large"], "in_stock": True}
@@ -118,8 +132,7 @@ def build_flask(integration: str, settings: BenchSettings) -> BuiltApp:
 
         return BuiltApp(app, asgi=False, integration=Moesif(app, settings.ours()))
     # The incumbent's README wraps app.wsgi_app; the generic middleware goes in the same place.
-    wrap = wrap_generic if integration == "generic" else wrap_moesifwsgi
-    wrapped = wrap(app.wsgi_app, settings)
+    wrapped = WRAPPERS[integration](app.wsgi_app, settings)
     app.wsgi_app = wrapped
     return BuiltApp(app, asgi=False, integration=wrapped)
 

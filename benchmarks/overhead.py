@@ -2,7 +2,7 @@
 moesifwsgi, with delivery to a local collector in another process counted.
 
     python benchmarks/overhead.py [--requests N] [--rounds R] [--quick] [--json out.json]
-        [--only generic,flask,moesifwsgi,bottle,pyramid,falcon,falcon-asgi]
+        [--only generic,generic-process,flask,moesifwsgi,bottle,pyramid,falcon,falcon-asgi]
 
 Prints Markdown (progress goes to stderr). See benchmarks/README.md for what each number means.
 """
@@ -50,8 +50,19 @@ from report import (  # noqa: E402
     target_lines,
 )
 
-SELECTABLE = ("generic", "flask", "moesifwsgi", "bottle", "pyramid", "falcon", "falcon-asgi")
+SELECTABLE = (
+    "generic",
+    "generic-process",
+    "flask",
+    "moesifwsgi",
+    "bottle",
+    "pyramid",
+    "falcon",
+    "falcon-asgi",
+)
 BATCH_SIZE = 100
+# This project's integrations, as the cases name them.
+OURS = ("generic", "generic-process", "ours")
 # Longest wait for the count to move before a run is declared short of events: the batch
 # timeout (1 s) plus generous slack for a loaded machine.
 STALL_SECONDS = 5.0
@@ -122,6 +133,8 @@ def plan(selected: set, notes: List[str]) -> Dict[str, List[str]]:
         if framework.name == "flask":
             if "generic" in selected:
                 wanted.append("generic")
+            if "generic-process" in selected:
+                wanted.append("generic-process")
             if "flask" in selected:
                 wanted.append("ours")
             if "moesifwsgi" in selected and not incumbent_problem:
@@ -313,7 +326,7 @@ def run_sustained(
     size = queue_size or default_queue_size()
     seen = set()
     for case in cases:
-        if case.integration not in ("generic", "ours") or case.app_key in seen:
+        if case.integration not in OURS or case.app_key in seen:
             continue
         seen.add(case.app_key)
         results.append(

@@ -12,6 +12,7 @@ TARGET_RATIO = 0.8
 
 INTEGRATION_LABELS = {
     "generic": "MoesifMiddleware (this project, generic WSGI)",
+    "generic-process": "MoesifMiddleware, DELIVERY_PROCESS on (this project)",
     "moesifwsgi": "moesifwsgi {version} (incumbent)",
 }
 ADAPTER_LABELS = {
@@ -144,7 +145,7 @@ def flask_table(summaries: Sequence[Summary], moesifwsgi_version: str) -> List[s
     rows = [s for s in summaries if s.framework == "flask"]
     if not rows:
         return []
-    order = {"bare": 0, "generic": 1, "ours": 2, "moesifwsgi": 3}
+    order = {"bare": 0, "generic": 1, "generic-process": 2, "ours": 3, "moesifwsgi": 4}
     rows.sort(key=lambda s: (s.request, order[s.integration]))
     lines = [
         "| scenario | request | req/s | added µs/req | × bare | delivered/sent | p99 ms "
@@ -166,7 +167,7 @@ def flask_table(summaries: Sequence[Summary], moesifwsgi_version: str) -> List[s
 def target_lines(summaries: Sequence[Summary]) -> List[str]:
     lines = []
     for s in summaries:
-        if s.integration in ("generic", "ours") and s.ratio is not None:
+        if s.integration != "moesifwsgi" and s.integration != "bare" and s.ratio is not None:
             verdict = "met" if s.ratio >= TARGET_RATIO else "MISSED"
             complete = s.delivered == s.sent
             lines.append(
@@ -261,11 +262,10 @@ def sustained_table(results: Sequence[SustainedResult], labels: Dict[str, str]) 
         "|---|---|---:|---:|---:|",
     ]
     for r in results:
-        integration = (
-            "MoesifMiddleware (generic)"
-            if r.integration == "generic"
-            else ADAPTER_LABELS.get(r.framework, r.integration)
-        )
+        integration = {
+            "generic": "MoesifMiddleware (generic)",
+            "generic-process": "MoesifMiddleware, DELIVERY_PROCESS on",
+        }.get(r.integration) or ADAPTER_LABELS.get(r.framework, r.integration)
         dropped = "–" if r.dropped is None else f"{r.dropped:,}"
         lines.append(
             f"| {labels.get(r.framework, r.framework)} | {integration} | {_num(r.request_rate)} "

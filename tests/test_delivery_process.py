@@ -280,3 +280,16 @@ def test_record_round_trip_keeps_every_fact() -> None:
         if not name.startswith("_") and not callable(value) and name not in ExchangeRecord.__slots__
     }
     assert declared == process_wire.RARE_FIELDS
+
+
+def test_a_lone_event_leaves_within_the_batch_timeout(
+    middlewares: Callable[..., MoesifMiddleware], collector: Collector
+) -> None:
+    app = middlewares(api, APP_ID, DELIVERY_PROCESS=True, EVENT_BATCH_TIMEOUT=0.3)
+    call(app, "GET", "/start")
+    assert app.flush(timeout=20)  # the delivery process is running
+    started = time.monotonic()
+    call(app, "GET", "/alone")
+    collector.wait_for_events(2, timeout=5)
+    # The hand-off (10 ms) and the batch timeout (0.3 s), not a second of either.
+    assert time.monotonic() - started < 1.0

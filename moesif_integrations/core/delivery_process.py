@@ -36,8 +36,9 @@ _CHILD_MODULE = "moesif_integrations.core.delivery_child"
 # Longest wait for a new delivery process to read its settings (a loaded machine's cold start).
 _READY_TIMEOUT = 30.0
 # How long records wait in this process before being handed off, at most: the delivery process
-# does the batching by BATCH_SIZE and EVENT_BATCH_TIMEOUT.
-_HANDOFF_DELAY = 0.05
+# does the batching by BATCH_SIZE and EVENT_BATCH_TIMEOUT. Under load the hand-off thread gets
+# the GIL every few milliseconds anyway; a short delay gathers what came meanwhile.
+_HANDOFF_DELAY = 0.01
 # Most records in one hand-off (one marshal call, one pipe write).
 _HANDOFF_MAX = 1000
 # Delivery processes that died before this one falls back to sending from the app's process.
@@ -200,6 +201,8 @@ class DeliveryProcess:
 class ProcessDispatcher(Dispatcher):
     """The Dispatcher's queue and request path, with one hand-off thread instead of senders."""
 
+    _wake_on_first = True
+
     def __init__(
         self,
         options: DispatchOptions,
@@ -257,6 +260,7 @@ class ProcessDispatcher(Dispatcher):
                         break
                     self._wake.wait(_HANDOFF_DELAY - age)
                 else:
+                    # The first record into the empty queue wakes this thread.
                     self._wake.wait(self.options.batch_timeout)
             batch = []
             for _ in range(min(_HANDOFF_MAX, len(queue))):
