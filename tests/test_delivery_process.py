@@ -293,3 +293,21 @@ def test_a_lone_event_leaves_within_the_batch_timeout(
     collector.wait_for_events(2, timeout=5)
     # The hand-off (10 ms) and the batch timeout (0.3 s), not a second of either.
     assert time.monotonic() - started < 1.0
+
+
+def test_an_embedded_interpreter_sends_from_the_app_process(
+    middlewares: Callable[..., MoesifMiddleware],
+    collector: Collector,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Under uWSGI sys.executable is the server binary: it must never be started as a child.
+    monkeypatch.setattr(delivery_process.sys, "executable", "/usr/bin/uwsgi")
+    app = middlewares(api, APP_ID, DELIVERY_PROCESS=True)
+    with caplog.at_level(logging.WARNING, logger="moesif_integrations"):
+        call(app)
+        assert app.flush(timeout=10)
+    assert len(collector.wait_for_events(1)) == 1
+    assert "'/usr/bin/uwsgi') is not a Python interpreter" in caplog.text
+    assert app.recorder is not None
+    assert getattr(app.recorder.dispatcher, "_process", None) is None

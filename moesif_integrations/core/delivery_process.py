@@ -53,6 +53,11 @@ def child_settings(settings: Settings) -> Settings:
     return settings.replace(delivery_process=False, **hooks)
 
 
+def _looks_like_python(executable: Optional[str]) -> bool:
+    name = os.path.basename(executable or "").lower()
+    return name.startswith(("python", "pypy"))
+
+
 class DeliveryProcess:
     """One running delivery process, seen from the app's process: frames out, replies in."""
 
@@ -331,6 +336,10 @@ class ProcessDispatcher(Dispatcher):
             self._fall_back(f"it exited {self._starts} times")
             return None
         self._starts += 1
+        if not _looks_like_python(sys.executable):
+            # uWSGI and mod_wsgi embed Python: their sys.executable is the server itself.
+            self._fall_back(f"sys.executable ({sys.executable!r}) is not a Python interpreter")
+            return None
         try:
             process = DeliveryProcess(self._settings_payload, self._take_status, self._process_gone)
         except (OSError, ValueError) as exc:
