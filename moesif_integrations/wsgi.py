@@ -42,7 +42,7 @@ class MoesifMiddleware(RecorderMethods):
         capture = self._capture
         if capture is None:
             return self.app(environ, start_response)
-        return capture(self.app, environ, start_response)
+        return capture.serve(self.app, environ, start_response)
 
     # -- users, companies, subscriptions, actions: moesifwsgi's methods, without blocking ------
     # Each returns True when queued (with sync=True: when delivered) and False when not; a

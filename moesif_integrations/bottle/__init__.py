@@ -139,7 +139,7 @@ class MoesifPlugin(RecorderMethods):
         capture = self._capture
         if capture is None or EXCHANGE_ENVIRON_KEY in environ:
             return self._served(environ, start_response)
-        return capture(self._served, environ, start_response)
+        return capture.serve(self._served, environ, start_response)
 
     def _after_request(self) -> None:
         """After routing, inside Bottle's request: drops the exchange of a skipped route."""

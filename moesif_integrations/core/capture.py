@@ -7,7 +7,7 @@ chunks that fit and counts the rest.
 from __future__ import annotations
 
 from itertools import compress
-from typing import IO, Any, Dict, Iterator, List, Optional, Tuple
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .ids import transaction_id_for
 
@@ -48,8 +48,52 @@ def note_transaction_id(environ: Dict[str, Any]) -> str:
 
 def environ_header_items(environ: Dict[str, Any]) -> List[Tuple[str, str]]:
     """The request headers of a WSGI environ as (key, value) pairs, keys as the environ has
-    them ("HTTP_X_FOO", "CONTENT_TYPE"); no Python-level loop."""
-    return list(compress(environ.items(), map(_is_header_key, environ)))
+    them ("HTTP_X_FOO", "CONTENT_TYPE"); no Python-level loop.
+
+    A server builds the environs of like requests with the same keys in the same order, so each
+    such key set gets a reader of its header pairs (see _header_reader), made once.
+    """
+    global _last_key_set
+    keys = tuple(environ)
+    last_keys, read = _last_key_set
+    if keys != last_keys:  # comparing to the last key set costs less than hashing the keys
+        known = _key_sets.get(keys)
+        if known is None:
+            return _header_items_of_new_key_set(environ, keys)
+        _last_key_set = (keys, known)
+        read = known
+    return read(environ)
+
+
+HeaderReader = Callable[[Dict[str, Any]], List[Tuple[str, str]]]
+# environ keys, in order -> the reader of their header pairs. Bounded: header names are the
+# client's to choose, so the key sets are too.
+_key_sets: Dict[Tuple[str, ...], HeaderReader] = {}
+_KEY_SETS_LIMIT = 256
+_last_key_set: Tuple[Tuple[str, ...], HeaderReader] = ((), lambda environ: [])
+
+
+def _header_items_of_new_key_set(
+    environ: Dict[str, Any], keys: Tuple[str, ...]
+) -> List[Tuple[str, str]]:
+    items = list(compress(environ.items(), map(_is_header_key, environ)))
+    if len(_key_sets) < _KEY_SETS_LIMIT:
+        names = tuple([name for name, _value in items])
+        if all([type(name) is str for name in names]):  # else no reader: read each time
+            _key_sets[keys] = _header_reader(names)
+    return items
+
+
+def _header_reader(names: Tuple[str, ...]) -> HeaderReader:
+    """``environ -> [(name, environ[name]), ...]`` for these names, as compiled code: it builds
+    the pairs with no iterator, zip() or value tuple in between, about half the cost per request
+    of zip() over an itemgetter. The names go in as string literals (``str.__repr__``), so
+    whatever a client names its headers, none of it is ever code."""
+    pairs = "".join([f"({name}, environ[{name}]), " for name in map(str.__repr__, names)])
+    namespace: Dict[str, Any] = {}
+    exec(f"def read_header_items(environ):\n    return [{pairs}]\n", namespace)
+    reader: HeaderReader = namespace["read_header_items"]
+    return reader
 
 
 class RequestPathSettings:
@@ -69,16 +113,20 @@ class RequestPathSettings:
         self.get_metadata = settings.get_metadata
 
 
-class BodyCapture:
-    """Keeps at most ``limit`` bytes of a body and counts all of it."""
+class BoundedBody:
+    """Keeps at most ``limit`` bytes of a body and counts all of it.
 
-    __slots__ = ("limit", "chunks", "kept", "size")
+    The methods only: a class that holds ``limit``, ``chunks``, ``kept`` and ``size`` gets them
+    from here. BodyCapture is a body's copy on its own; the WSGI exchange keeps its response's
+    itself, which spares an object per request.
+    """
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.chunks: List[bytes] = []
-        self.kept = 0
-        self.size = 0
+    if not TYPE_CHECKING:  # mypy would take the empty __slots__ for the subclasses' layout
+        __slots__ = ()
+    limit: int
+    chunks: List[bytes]
+    kept: int
+    size: int
 
     def add(self, data: bytes) -> None:
         n = len(data)
@@ -107,6 +155,18 @@ class BodyCapture:
         if len(chunks) == 1:
             return bytes(chunks[0])
         return b"".join(chunks)
+
+
+class BodyCapture(BoundedBody):
+    """A body's bounded copy: at most ``limit`` bytes kept, all of them counted."""
+
+    __slots__ = ("limit", "chunks", "kept", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.chunks = []
+        self.kept = 0
+        self.size = 0
 
 
 class InputTee:
@@ -154,7 +214,18 @@ class InputTee:
             return len(data)
         count: Optional[int] = readinto(buffer)
         if count:
-            self.capture.add_copy(memoryview(buffer)[:count])
+            capture = self.capture
+            if count <= capture.limit - capture.kept:
+                # add_copy() inline when all of it is kept: the usual body comes in one read,
+                # often into a bytearray of just its size (copied whole, with no view).
+                if count == len(buffer) and type(buffer) is bytearray:
+                    capture.chunks.append(bytes(buffer))
+                else:
+                    capture.chunks.append(bytes(memoryview(buffer)[:count]))
+                capture.kept += count
+                capture.size += count
+            else:
+                capture.add_copy(memoryview(buffer)[:count])
         return count
 
     def readline(self, size: Optional[int] = -1, *args: Any) -> bytes:

@@ -14,13 +14,13 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 
 from .capture import (
     BodyCapture,
+    BoundedBody,
     InputTee,
     RequestPathSettings,
     environ_header_items,
-    environ_path,
-    note_transaction_id,
 )
 from .governance import Block
+from .ids import new_transaction_id, pooled_transaction_id, transaction_id_for
 from .record import ExchangeRecord
 from .recorder import Recorder
 
@@ -30,6 +30,18 @@ ExcInfo = Any
 
 TRANSACTION_HEADER = "X-Moesif-Transaction-Id"
 EXCHANGE_ENVIRON_KEY = "moesif.exchange"
+# The transaction header's environ key: the client's id as it came, then the exchange's.
+_TRANSACTION_ID_KEY = "HTTP_X_MOESIF_TRANSACTION_ID"
+# What the record notes from environ (read one by one when some are missing).
+_REQUEST_FACTS = (
+    "REQUEST_METHOD",
+    "wsgi.url_scheme",
+    "HTTP_HOST",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "REMOTE_ADDR",
+)
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
@@ -79,19 +91,28 @@ class WsgiCapture(RequestPathSettings):
             cls.framework_user is not WsgiCapture.framework_user
             or cls.framework_route is not WsgiCapture.framework_route
         )
+        # No hooks and nothing but REMOTE_USER to know: the request path identifies inline.
+        self.plain_identity = not self.has_identity_hooks and not self.knows_framework_facts
 
     def __call__(
         self, app: WSGIApp, environ: Dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
         started = _time()
         try:
-            exchange = self.begin(environ, started)
+            if self.skip_hook is None:
+                # begin() without SKIP, inline: the common case, one call less per request.
+                exchange: Optional[WsgiExchange] = WsgiExchange(self, environ, started)
+            else:
+                exchange = self.begin(environ, started)
         except Exception:
             self.recorder.capture_failed("request")
             exchange = None
         if exchange is None:
             return app(environ, start_response)
         return exchange.run(app, start_response)
+
+    # What wrappers call: calling a method costs less than calling the instance (__call__).
+    serve = __call__
 
     def begin(self, environ: Dict[str, Any], started: float) -> Optional[WsgiExchange]:
         """Notes the request's facts; None when SKIP says so."""
@@ -100,10 +121,7 @@ class WsgiCapture(RequestPathSettings):
         ):
             self.recorder.skip()
             return None
-        exchange = WsgiExchange(self, environ, started)
-        # Adapters find the exchange here to add what their framework knows.
-        environ[EXCHANGE_ENVIRON_KEY] = exchange
-        return exchange
+        return WsgiExchange(self, environ, started)
 
     # Adapters override these two to add what their framework knows.
     def framework_user(self, environ: Dict[str, Any]) -> Optional[str]:
@@ -115,11 +133,14 @@ class WsgiCapture(RequestPathSettings):
         return None
 
 
-class WsgiExchange(ExchangeRecord):
+class WsgiExchange(ExchangeRecord, BoundedBody):
     """One request in flight, and the record it becomes: one object per request, not two.
 
-    Finishes exactly once, whatever the server and the app do; then it drops what only the
-    request needed (environ, the input tee) and is queued as the record.
+    It also keeps the bounded copy of its response body (``limit``, ``chunks``, ``kept``,
+    ``size``; ``response_capture`` is the exchange itself, or None when bodies are off): a
+    BodyCapture less per request. Finishes exactly once, whatever the server and the app do;
+    then it drops what only the request needed (environ, the input tee) and is queued as the
+    record.
     """
 
     __slots__ = (
@@ -130,46 +151,87 @@ class WsgiExchange(ExchangeRecord):
         "response_capture",
         "finished",
         "identified",
+        "server_start_response",
+        "server_write",
+        # The response body's bounded copy (BoundedBody).
+        "limit",
+        "chunks",
+        "kept",
+        "size",
     )
 
     def __init__(self, capture: WsgiCapture, environ: Dict[str, Any], started: float) -> None:
-        get = environ.get
-        scheme = get("wsgi.url_scheme") or "http"
-        host = get("HTTP_HOST")
-        headers = environ_header_items(environ)
-        transaction_id = note_transaction_id(environ) if capture.add_transaction_id else None
-        ExchangeRecord.__init__(
-            self,
-            started,
-            get("REQUEST_METHOD") or "GET",
-            scheme,
-            host if host else _server_host(environ, scheme),
-            environ_path(environ),
-            get("QUERY_STRING") or "",
-            headers,
-            True,
-            get("REMOTE_ADDR") or None,
-            transaction_id,
-        )
+        # ExchangeRecord.__init__, environ_path() and note_transaction_id() inline, and environ
+        # read with as few calls as may be: this runs for every request. The header snapshot
+        # comes first: it holds the client's transaction id as it came.
+        self.request_headers = environ_header_items(environ)
+        self.request_headers_cgi = True
+        if capture.add_transaction_id:
+            # The app and the event see the id the response will carry.
+            if _TRANSACTION_ID_KEY in environ and environ[_TRANSACTION_ID_KEY]:
+                transaction_id = transaction_id_for(environ[_TRANSACTION_ID_KEY])
+            else:
+                # new_transaction_id() inline while the pool has ids: a call less per request.
+                try:
+                    transaction_id = pooled_transaction_id()
+                except IndexError:
+                    transaction_id = new_transaction_id()
+            self.transaction_id = environ[_TRANSACTION_ID_KEY] = transaction_id
+        else:
+            self.transaction_id = None
+        try:
+            # Subscripts cost less than get() calls; servers usually give all of these.
+            method = environ["REQUEST_METHOD"]
+            scheme = environ["wsgi.url_scheme"]
+            host = environ["HTTP_HOST"]
+            script_name = environ["SCRIPT_NAME"]
+            path = environ["PATH_INFO"]
+            query = environ["QUERY_STRING"]
+            remote_addr = environ["REMOTE_ADDR"]
+        except KeyError:  # a server that leaves some out (no Host from HTTP/1.0 clients)
+            method, scheme, host, script_name, path, query, remote_addr = map(
+                environ.get, _REQUEST_FACTS
+            )
+        self.request_time = started
+        self.response_time = 0.0
+        self.method = method or "GET"
+        scheme = self.scheme = scheme or "http"
+        self.host = host or _server_host(environ, scheme)
+        # SCRIPT_NAME + PATH_INFO: the path the client asked for.
+        path = path or ""
+        self.path = script_name + path if script_name else path
+        self.query = query or ""
+        self.remote_addr = remote_addr or None
+        self.status = 0
+        self.response_headers = ()
         self.capture = capture
         self.environ = environ
         self.tee: Optional[InputTee] = None
-        # Most requests (GETs) have no body: no tee for them. A chunked upload names itself.
-        if capture.log_body and (
-            get("CONTENT_LENGTH", "0") not in ("0", "") or "HTTP_TRANSFER_ENCODING" in environ
-        ):
-            wsgi_input = get("wsgi.input")
-            if wsgi_input is not None:
-                self.tee = InputTee(wsgi_input, BodyCapture(capture.request_limit))
-                environ["wsgi.input"] = self.tee
+        if capture.log_body:
+            # Most requests (GETs) have no body: no tee for them. A chunked upload names itself.
+            if (
+                "CONTENT_LENGTH" in environ and environ["CONTENT_LENGTH"] not in ("0", "")
+            ) or "HTTP_TRANSFER_ENCODING" in environ:
+                wsgi_input = environ.get("wsgi.input")
+                if wsgi_input is not None:
+                    self.tee = InputTee(wsgi_input, BodyCapture(capture.request_limit))
+                    environ["wsgi.input"] = self.tee
+            self.limit = capture.response_limit
+            self.chunks = []
+            self.kept = 0
+            self.size = 0
+            self.response_capture: Optional[BoundedBody] = self
+        else:
+            self.response_capture = None
         # The status line as the app gave it; record.status (an int) is set at the end.
         self.status_line: Optional[str] = None
-        self.response_capture: Optional[BodyCapture] = (
-            BodyCapture(capture.response_limit) if capture.log_body else None
-        )
         self.finished = False
         # True once an adapter ran the identification hooks inside its request context.
         self.identified = False
+        # server_start_response and server_write are set by run() and start_response(), before
+        # anything reads them.
+        # Adapters find the exchange here to add what their framework knows.
+        environ[EXCHANGE_ENVIRON_KEY] = self
 
     @property
     def record(self) -> ExchangeRecord:
@@ -177,36 +239,15 @@ class WsgiExchange(ExchangeRecord):
         return self
 
     def run(self, app: WSGIApp, start_response: StartResponse) -> Iterable[bytes]:
-        outer = start_response
-
-        def capturing_start_response(
-            status: str, headers: List[Tuple[str, str]], exc_info: ExcInfo = None
-        ) -> Callable[[bytes], Any]:
-            self.status_line = status
-            if self.transaction_id is not None:
-                # A new list: the app's own may be a constant it reuses.
-                headers = [*headers, (TRANSACTION_HEADER, self.transaction_id)]
-            self.response_headers = headers
-            write: Callable[[bytes], Any] = (
-                outer(status, headers, exc_info) if exc_info else outer(status, headers)
-            )
-            if self.response_capture is None:
-                return write
-            body = self.response_capture
-
-            def capturing_write(data: bytes) -> Any:
-                body.add(data)
-                return write(data)
-
-            return capturing_write
-
+        # The app gets a bound method, not a closure: cheaper to make, once per request.
+        self.server_start_response: Optional[StartResponse] = start_response
         capture = self.capture
         if capture.recorder.governs:
             block = capture.recorder.govern(self)
             if block is not None:
-                return self._answer_blocked(block, capturing_start_response)
+                return self._answer_blocked(block, self.start_response)
         try:
-            result = app(self.environ, capturing_start_response)
+            result = app(self.environ, self.start_response)
         except BaseException:
             self.finish(error=True)
             raise
@@ -218,12 +259,20 @@ class WsgiExchange(ExchangeRecord):
             if body is not None:
                 try:
                     for chunk in result:  # type: ignore[union-attr]
-                        body.add(chunk)
+                        # add() inline for a chunk that fits whole, as in ResponseIterator.
+                        n = len(chunk)
+                        if 0 < n <= body.limit - body.kept:
+                            body.chunks.append(chunk)
+                            body.kept += n
+                            body.size += n
+                        else:
+                            body.add(chunk)
                 except Exception:  # not bytes: the server will say so; capture never raises
                     capture.recorder.capture_failed("response")
-            self.finish(error=False)
+            self.finish(False)
             return result
-        file_wrapper = self.environ.get("wsgi.file_wrapper")
+        environ = self.environ
+        file_wrapper = environ["wsgi.file_wrapper"] if "wsgi.file_wrapper" in environ else None
         if (
             file_wrapper is not None
             and isinstance(file_wrapper, type)
@@ -236,6 +285,34 @@ class WsgiExchange(ExchangeRecord):
         if isinstance(result, (list, tuple)):
             return SizedResponseIterator(self, result)
         return ResponseIterator(self, result)
+
+    def start_response(
+        self, status: str, headers: List[Tuple[str, str]], exc_info: ExcInfo = None
+    ) -> Callable[[bytes], Any]:
+        """The start_response the app gets: notes the status and headers, adds the transaction
+        header and returns a write() that keeps what it writes."""
+        self.status_line = status
+        transaction_id = self.transaction_id
+        if transaction_id is not None:
+            # A new list: the app's own may be a constant it reuses.
+            headers = [*headers, (TRANSACTION_HEADER, transaction_id)]
+        self.response_headers = headers
+        outer = self.server_start_response
+        write: Callable[[bytes], Any] = (
+            outer(status, headers, exc_info) if exc_info else outer(status, headers)  # type: ignore[misc]
+        )
+        if self.response_capture is None:
+            return write
+        self.server_write: Optional[Callable[[bytes], Any]] = write
+        return self.write
+
+    def write(self, data: bytes) -> Any:
+        """The write() the app gets: keeps what it writes, then passes it on. PEP 3333 allows
+        it only before the app returns, so always before the end, which drops the server's."""
+        body = self.response_capture
+        if body is not None:
+            body.add(data)
+        return self.server_write(data)  # type: ignore[misc]
 
     def _answer_blocked(self, block: Block, start_response: StartResponse) -> List[bytes]:
         """Governance answers for the app: the app never runs, the event says who blocked it."""
@@ -317,54 +394,86 @@ class WsgiExchange(ExchangeRecord):
             del self.environ[EXCHANGE_ENVIRON_KEY]
 
     def finish(self, error: bool) -> None:
+        """Ends the exchange, once: notes the time, the status and the bodies, runs the
+        identification hooks when no adapter did, and queues the record."""
         if self.finished:
             return
         self.finished = True
+        # All in one frame (a try block costs nothing in 3.11 until it catches): this runs for
+        # every request.
         try:
-            self._finish(error)
+            self.response_time = _time()
+            status = self.status_line
+            if error or not status:
+                self.status = 500
+            else:
+                code = _status_codes.get(status)
+                self.status = _status_code(status) if code is None else code
+            environ = self.environ
+            tee = self.tee
+            if tee is not None:
+                declared = _content_length(environ)
+                body = tee.capture
+                if tee.reads == 0 and 0 < declared <= body.limit and not error:
+                    try:
+                        tee.drain_unread(declared)
+                    except Exception:  # the client went away; what was read is what we have
+                        pass
+                # value() inline for the usual one chunk, and no max(): calls saved per upload.
+                chunks = body.chunks
+                self.request_body = bytes(chunks[0]) if len(chunks) == 1 else body.value()
+                size = body.size
+                self.request_body_size = size if size >= declared else declared
+            response_body = self.response_capture
+            if response_body is not None:
+                # value() inline for the usual one chunk: a call less per request.
+                chunks = response_body.chunks
+                self.response_body = bytes(chunks[0]) if len(chunks) == 1 else response_body.value()
+                self.response_body_size = response_body.size
+            if not self.identified:
+                capture = self.capture
+                if capture.plain_identity:
+                    # identify() inline for the plain WSGI app: REMOTE_USER is all it knows.
+                    self.identified = True
+                    if "REMOTE_USER" in environ and self.user_id is None:
+                        remote_user = environ["REMOTE_USER"]
+                        if remote_user:
+                            self.user_id = str(remote_user)
+                else:
+                    self.identify()
+            if response_body is not None:
+                # Now in response_body: the queued record does not hold the chunks twice.
+                del response_body.chunks
+            self.tee = self.response_capture = None
+            self.server_start_response = self.server_write = None
+            # environ and the exchange point at each other: break the cycle so that plain
+            # reference counting frees both, instead of leaving the work to the cyclic garbage
+            # collector. The queued record keeps nothing of the request but its facts.
+            if environ.get(EXCHANGE_ENVIRON_KEY) is self:
+                del environ[EXCHANGE_ENVIRON_KEY]
+            self.environ = _NO_ENVIRON
+            self.capture.recorder.submit(self)
         except Exception:
             self.capture.recorder.capture_failed("response")
-
-    def _finish(self, error: bool) -> None:
-        self.response_time = _time()
-        status = self.status_line
-        if error or not status:
-            self.status = 500
-        else:
-            try:
-                self.status = int(status[:3])
-            except ValueError:
-                self.status = 0
-        environ = self.environ
-        tee = self.tee
-        if tee is not None:
-            declared = _content_length(environ)
-            body = tee.capture
-            if tee.reads == 0 and 0 < declared <= body.limit and not error:
-                try:
-                    tee.drain_unread(declared)
-                except Exception:  # the client went away; what was read is what we have
-                    pass
-            self.request_body = body.value()
-            self.request_body_size = max(body.size, declared)
-        response_body = self.response_capture
-        if response_body is not None:
-            self.response_body = response_body.value()
-            self.response_body_size = response_body.size
-        if not self.identified:
-            self.identify()
-        self.tee = self.response_capture = None
-        # environ and the exchange point at each other: break the cycle so that plain reference
-        # counting frees both, instead of leaving the work to the cyclic garbage collector.
-        # The queued record keeps nothing of the request but its facts.
-        if environ.get(EXCHANGE_ENVIRON_KEY) is self:
-            del environ[EXCHANGE_ENVIRON_KEY]
-        self.environ = _NO_ENVIRON
-        self.capture.recorder.submit(self)
 
 
 # What a finished exchange holds instead of the request's environ (an adapter may still look).
 _NO_ENVIRON: Dict[str, Any] = {}
+
+# Status line -> code, remembered: an app answers with a handful of status lines, and a dict
+# lookup costs less than parsing one. Bounded: the reason phrase is the app's to choose.
+_status_codes: Dict[str, int] = {}
+_STATUS_CODES_LIMIT = 256
+
+
+def _status_code(status: str) -> int:
+    try:
+        code = int(status[:3])
+    except ValueError:
+        code = 0
+    if len(_status_codes) < _STATUS_CODES_LIMIT:
+        _status_codes[status] = code
+    return code
 
 
 def _as_text(value: Any) -> Optional[str]:
@@ -407,7 +516,14 @@ class ResponseIterator:
             for chunk in self._result:
                 if capture is not None:
                     try:
-                        capture.add(chunk)
+                        # add() inline for a chunk that fits whole: no call per chunk.
+                        n = len(chunk)
+                        if 0 < n <= capture.limit - capture.kept:
+                            capture.chunks.append(chunk)
+                            capture.kept += n
+                            capture.size += n
+                        else:
+                            capture.add(chunk)
                     except Exception:  # not bytes: the server will say so; capture never raises
                         exchange.capture.recorder.capture_failed("response")
                         capture = None
@@ -418,7 +534,7 @@ class ResponseIterator:
             exchange.finish(error=True)
             self._close_result()
             raise
-        exchange.finish(error=False)
+        exchange.finish(False)
 
     def _close_result(self) -> None:
         if self._closed:
@@ -436,9 +552,16 @@ class ResponseIterator:
                 # reference counting frees both without the cyclic collector.
                 self._chunks = None
                 chunks.close()  # type: ignore[attr-defined]
-            self._close_result()
+            # _close_result() inline: servers call this once per request.
+            if not self._closed:
+                self._closed = True
+                close = getattr(self._result, "close", None)
+                if close is not None:
+                    close()
         finally:
-            self._exchange.finish(error=False)
+            exchange = self._exchange
+            if not exchange.finished:  # it usually finished at the last chunk: no call then
+                exchange.finish(False)
 
 
 class SizedResponseIterator(ResponseIterator):

@@ -72,4 +72,4 @@ class CapturedWsgiApp:
         self.capture = capture
 
     def __call__(self, environ: Dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        return self.capture(self.wsgi_app, environ, start_response)
+        return self.capture.serve(self.wsgi_app, environ, start_response)
