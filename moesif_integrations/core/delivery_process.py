@@ -206,8 +206,6 @@ class DeliveryProcess:
 class ProcessDispatcher(Dispatcher):
     """The Dispatcher's queue and request path, with one hand-off thread instead of senders."""
 
-    _wake_on_first = True
-
     def __init__(
         self,
         options: DispatchOptions,
@@ -265,8 +263,9 @@ class ProcessDispatcher(Dispatcher):
                         break
                     self._wake.wait(_HANDOFF_DELAY - age)
                 else:
-                    # The first record into the empty queue wakes this thread.
-                    self._wake.wait(self.options.batch_timeout)
+                    # A look every few milliseconds, rather than a wake-up from the request
+                    # path: that would cost the app a GIL switch after every hand-off.
+                    self._wake.wait(_HANDOFF_DELAY)
             batch = []
             for _ in range(min(_HANDOFF_MAX, len(queue))):
                 record, size, _enqueued = queue.popleft()

@@ -84,9 +84,6 @@ class Dispatcher(QueueSender):
 
     _unsent_what = "events"
     exit_order = 0
-    # Whether the first record into an empty queue wakes sender 0 (which then waits for the
-    # batch to be due); sender threads need not, they wake for full batches and timeouts.
-    _wake_on_first = False
 
     def _reset_state(self) -> None:
         """Fresh queue, locks and no threads: at construction and in a forked child."""
@@ -121,12 +118,7 @@ class Dispatcher(QueueSender):
                 self._queued_bytes = queued_bytes
                 self._captured += 1
                 # One comparison on the common path; the rare cases are sorted out apart.
-                if (
-                    n >= self._due_count
-                    or n == 1
-                    or queued_bytes >= self._due_bytes
-                    or not self._workers
-                ):
+                if n >= self._due_count or queued_bytes >= self._due_bytes or not self._workers:
                     self._queue_grew(n, queued_bytes, size)
                 return True
         self._count_full()
@@ -135,11 +127,7 @@ class Dispatcher(QueueSender):
     def _queue_grew(self, n: int, queued_bytes: int, size: int) -> None:
         # Called with the lock held: wakes sender 0 when a batch just became due, the helpers
         # when a backlog just formed, and starts the senders on first use in this process.
-        if (
-            n == self._due_count
-            or queued_bytes - size < self._due_bytes <= queued_bytes
-            or (n == 1 and self._wake_on_first)
-        ):
+        if n == self._due_count or queued_bytes - size < self._due_bytes <= queued_bytes:
             self._wake.notify()
         if n == self._backlog_count:
             self._wake_helpers.notify()
