@@ -96,7 +96,14 @@ class DeliveryProcess:
         self._reader = threading.Thread(
             target=self._read_replies, name="moesif-integrations-delivery-replies", daemon=True
         )
-        self._reader.start()
+        try:
+            self._reader.start()
+        except BaseException:  # Python 3.12+ starts no thread once the interpreter is exiting
+            self.popen.kill()
+            self.popen.wait()
+            self._stdin.close()
+            self._stdout.close()
+            raise
 
     @property
     def pid(self) -> int:
@@ -341,7 +348,9 @@ class ProcessDispatcher(Dispatcher):
             return None
         try:
             process = DeliveryProcess(self._settings_payload, self._take_status, self._process_gone)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RuntimeError) as exc:
+            # RuntimeError: the app's process is exiting (no new thread), before its first
+            # hand-off; what it captured is sent from here.
             self._fall_back(f"it could not start: {exc}")
             return None
         if not process.wait_ready(_READY_TIMEOUT):
