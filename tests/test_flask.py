@@ -130,6 +130,24 @@ def test_settings_from_app_config(base: Dict[str, Any], collector: Any) -> None:
     assert event["metadata"] == {"route": "/items/<item_id>", "path": "/items/7"}
 
 
+def test_delivery_process_from_app_config_keeps_what_the_extension_knows(
+    base: Dict[str, Any], collector: Any
+) -> None:
+    app = make_app(**{f"MOESIF_{key}": value for key, value in base.items()})
+    app.config.update(MOESIF_DELIVERY_PROCESS="true", MOESIF_GET_METADATA="test_flask:route_hook")
+    moesif = Moesif(app)
+    for item in ("a", "b", "c"):
+        assert get(app, f"/items/{item}").status_code == 200
+    events = deliver(moesif, collector, 3)
+    recorder = app.extensions["moesif"].recorder
+    process = recorder.dispatcher._process
+    assert process is not None and process.pid != os.getpid()
+    # Hooks and the route ran in the app's process; the event was built in the other one.
+    assert sorted(e["metadata"]["path"] for e in events) == ["/items/a", "/items/b", "/items/c"]
+    assert {e["metadata"]["route"] for e in events} == {"/items/<item_id>"}
+    assert moesif.stats()["sent"] == 3
+
+
 def test_bad_app_config_fails_at_init_naming_the_source(base: Dict[str, Any]) -> None:
     app = make_app(MOESIF_LOG_BODDY=False, MOESIF_BATCH_SIZE="many")
     with pytest.raises(ConfigurationError) as raised:
