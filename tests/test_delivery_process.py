@@ -9,6 +9,7 @@ import signal
 import time
 from typing import Any, Callable, Dict, List
 
+import psutil
 import pytest
 from test_delivery import run_script
 from wsgi_client import call
@@ -311,3 +312,44 @@ def test_an_embedded_interpreter_sends_from_the_app_process(
     assert "'/usr/bin/uwsgi') is not a Python interpreter" in caplog.text
     assert app.recorder is not None
     assert getattr(app.recorder.dispatcher, "_process", None) is None
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_killed_app_process_leaves_its_delivery_process_to_deliver(
+    collector: Collector,
+) -> None:
+    # The app's process hands its events off, then dies without any at-exit flush. The delivery
+    # process holds them (a 60 s batch timeout), sees its pipe close and delivers them.
+    done = run_script(f"""
+        import os, signal
+        from moesif_integrations import MoesifMiddleware
+        from moesif_integrations.core.dispatch import Dispatcher
+        from wsgi_client import call
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            return [b"bye"]
+        mw = MoesifMiddleware(app, {{"APPLICATION_ID": "x", "BASE_URI": "{collector.url}",
+                                   "EVENT_BATCH_TIMEOUT": 60, "DELIVERY_PROCESS": True}})
+        for _ in range(40):
+            call(mw)
+        dispatcher = mw.recorder.dispatcher
+        assert Dispatcher.flush(dispatcher, 20)  # handed off, not yet sent
+        print(dispatcher._process.pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    orphan = int(done.stdout.strip())
+    assert len(collector.wait_for_events(40, timeout=15)) == 40
+    deadline = time.monotonic() + 10
+    while not exited(orphan):
+        if time.monotonic() > deadline:
+            pytest.fail("the delivery process outlived its app's process")
+        time.sleep(0.05)
+
+
+def exited(pid: int) -> bool:
+    """True once the process is gone, or a zombie its new parent has not reaped yet."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
