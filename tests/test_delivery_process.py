@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import textwrap
 import time
 from typing import Any, Callable, Dict, List
 
@@ -225,8 +226,10 @@ def test_falls_back_to_sending_from_the_app_process(
     assert caplog.text.count("DELIVERY_PROCESS: it exited at start") == 1
 
 
-def test_exit_of_the_app_process_delivers_what_it_captured(collector: Collector) -> None:
-    done = run_script(f"""
+def run_app_script(collector: Collector, body: str) -> Any:
+    """Runs ``body`` in a new interpreter after it wrapped an app in a middleware ``mw`` with
+    DELIVERY_PROCESS on and a 60 s batch timeout (only an exit or a flush sends a batch)."""
+    prelude = f"""
         from moesif_integrations import MoesifMiddleware
         from wsgi_client import call
         def app(environ, start_response):
@@ -234,10 +237,19 @@ def test_exit_of_the_app_process_delivers_what_it_captured(collector: Collector)
             return [b"bye"]
         mw = MoesifMiddleware(app, {{"APPLICATION_ID": "x", "BASE_URI": "{collector.url}",
                                    "EVENT_BATCH_TIMEOUT": 60, "DELIVERY_PROCESS": True}})
+    """
+    return run_script(textwrap.dedent(prelude) + textwrap.dedent(body))
+
+
+def test_exit_of_the_app_process_delivers_what_it_captured(collector: Collector) -> None:
+    done = run_app_script(
+        collector,
+        """
         for _ in range(300):
             call(mw)
         print(mw.recorder.dispatcher._process and mw.recorder.dispatcher._process.pid)
-    """)
+        """,
+    )
     assert done.returncode == 0, done.stderr
     assert len(collector.wait_for_events(300)) == 300
     printed = done.stdout.strip()
@@ -320,23 +332,19 @@ def test_a_killed_app_process_leaves_its_delivery_process_to_deliver(
 ) -> None:
     # The app's process hands its events off, then dies without any at-exit flush. The delivery
     # process holds them (a 60 s batch timeout), sees its pipe close and delivers them.
-    done = run_script(f"""
+    done = run_app_script(
+        collector,
+        """
         import os, signal
-        from moesif_integrations import MoesifMiddleware
         from moesif_integrations.core.dispatch import Dispatcher
-        from wsgi_client import call
-        def app(environ, start_response):
-            start_response("200 OK", [])
-            return [b"bye"]
-        mw = MoesifMiddleware(app, {{"APPLICATION_ID": "x", "BASE_URI": "{collector.url}",
-                                   "EVENT_BATCH_TIMEOUT": 60, "DELIVERY_PROCESS": True}})
         for _ in range(40):
             call(mw)
         dispatcher = mw.recorder.dispatcher
         assert Dispatcher.flush(dispatcher, 20)  # handed off, not yet sent
         print(dispatcher._process.pid, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
-    """)
+        """,
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr
     orphan = int(done.stdout.strip())
     assert len(collector.wait_for_events(40, timeout=15)) == 40

@@ -273,13 +273,7 @@ class ProcessDispatcher(Dispatcher):
                     # A look every few milliseconds, rather than a wake-up from the request
                     # path: that would cost the app a GIL switch after every hand-off.
                     self._wake.wait(_HANDOFF_DELAY)
-            batch = []
-            for _ in range(min(_HANDOFF_MAX, len(queue))):
-                record, size, _enqueued = queue.popleft()
-                self._queued_bytes -= size
-                batch.append(record)
-            self._in_flight += len(batch)
-            return batch
+            return self._pop_batch(_HANDOFF_MAX)
 
     def _run_handoff(self) -> None:
         try:

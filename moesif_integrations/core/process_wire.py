@@ -31,39 +31,11 @@ LOG = b"L"  # marshal: (level, message): a log line for the app's own logging
 FLUSHED = b"D"  # marshal: (request id, delivered, status)
 BYE = b"B"  # marshal: (delivered, status), right before the process exits
 
-# The facts every record has (its slots), read in one C-level call.
-_SLOT_FIELDS = (
-    "request_time",
-    "response_time",
-    "method",
-    "scheme",
-    "host",
-    "path",
-    "query",
-    "request_headers",
-    "request_headers_cgi",
-    "remote_addr",
-    "status",
-    "response_headers",
-    "transaction_id",
-)
-# The ones most records leave at the class default (set in the record's __dict__ when not).
-RARE_FIELDS = frozenset(
-    (
-        "direction",
-        "request_body",
-        "request_body_size",
-        "response_body",
-        "response_body_size",
-        "user_id",
-        "company_id",
-        "session_token",
-        "metadata",
-        "route",
-        "blocked_by",
-        "weight",
-    )
-)
+# The facts every record has (its slots), read in one C-level call, and the ones most records
+# leave at their class default (in the record's __dict__ when set): both as record.py declares
+# them, so a field added there crosses the pipe too.
+_SLOT_FIELDS = tuple(name for name in ExchangeRecord.__slots__ if name != "__dict__")
+RARE_FIELDS = frozenset(ExchangeRecord.__annotations__)
 _slot_values = attrgetter(*_SLOT_FIELDS)
 
 WireRecord = Tuple[Any, ...]

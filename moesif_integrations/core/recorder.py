@@ -37,22 +37,17 @@ class Recorder:
         self._problems = LogOnce()
         options = EventOptions.from_settings(settings)
         self._builder = EventBuilder(options, fingerprint_key=fingerprint_key(settings))
-        self.dispatcher: Dispatcher
-        if settings.delivery_process:
-            self.dispatcher = ProcessDispatcher(
-                DispatchOptions.from_settings(settings),
-                TransportOptions.from_settings(settings),
-                self._encode,
-                self.counters,
-                settings,
-            )
-        else:
-            self.dispatcher = Dispatcher(
-                DispatchOptions.from_settings(settings),
-                TransportOptions.from_settings(settings),
-                self._encode,
-                self.counters,
-            )
+        delivery = (
+            DispatchOptions.from_settings(settings),
+            TransportOptions.from_settings(settings),
+            self._encode,
+            self.counters,
+        )
+        self.dispatcher: Dispatcher = (
+            ProcessDispatcher(*delivery, settings)
+            if settings.delivery_process
+            else Dispatcher(*delivery)
+        )
         # Users, companies, subscriptions and actions; no thread or network until first used.
         self.api = ProfileClient(
             TransportOptions.from_settings(settings),
