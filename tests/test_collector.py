@@ -143,7 +143,7 @@ def test_what_the_standard_library_reads_is_stored_as_it_came(collector: Collect
     # always taken them: they are stored and read back unchanged, beside ordinary events.
     text = (
         b'[{"request": {"time": "2026-11-25T20:05:15.585", "uri": "http://a/", "verb": "GET"},'
-        b' "metadata": {"ratio": NaN, "big": 123456789012345678901234567890, "name": "\u00e9"}}]'
+        b' "metadata": {"ratio": NaN, "big": 123456789012345678901234567890, "name": "\\u00e9"}}]'
     )
     assert request(collector, "POST", "/v1/events/batch", raw=text).status == 201
     assert request(collector, "POST", "/v1/events/batch", [make_event(1)]).status == 201

@@ -124,8 +124,8 @@ class DeliveryChild:
             if kind == wire.RECORDS:
                 # Built here, as they arrive: the sender threads only batch, gzip and send, so
                 # the threads of this process hardly ever wait for each other's GIL.
-                for item in wire.loads(payload):
-                    encoded = encode(wire.record_from_wire(item))
+                for data in wire.loads(payload):
+                    encoded = encode(wire.record_from_bytes(data))
                     if encoded is not None:
                         put(PreEncoded(encoded))  # type: ignore[arg-type]
             elif kind == wire.ENCODED:

@@ -1,11 +1,11 @@
 """DELIVERY_PROCESS: events are built and sent by a process of their own, off the app's GIL.
 
-In the app's process the request path queues records exactly as without the option; one
-hand-off thread takes what is queued, turns it into plain tuples and writes it, marshalled, to
-a pipe. A delivery process (``delivery_child.py``), started lazily by the process that
-captures (so each forked worker has its own), does everything else: event building, masking,
-batching, gzip, HTTP and retries, on another CPU. The app's process keeps its counters: the
-delivery process reports its own (sent, failed, ...) and they are added in.
+In the app's process the request path queues each record as its marshal bytes (a C-level call:
+no objects wait in the queue for the garbage collector to walk); one hand-off thread takes what
+is queued and writes it to a pipe. A delivery process (``delivery_child.py``), started lazily
+by the process that captures (so each forked worker has its own), does everything else: event
+building, masking, batching, gzip, HTTP and retries, on another CPU. The app's process keeps its
+counters: the delivery process reports its own (sent, failed, ...) and they are added in.
 
 If the delivery process cannot start, this falls back to sending from the app's process, with
 one log line. A MASK_EVENT_MODEL hook is a function of the app's process, so with one set the
@@ -22,17 +22,18 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, cast
 
 from . import process_wire as wire
 from .counters import Counters
-from .dispatch import Dispatcher, DispatchOptions, Encoder
+from .dispatch import Dispatcher, DispatchOptions, Encoder, Queued
 from .logs import logger
 from .record import ExchangeRecord
 from .settings import OPTIONS, OptionKind, Settings
 from .transport import Transport, TransportOptions
 
 _CHILD_MODULE = "moesif_integrations.core.delivery_child"
+_record_bytes = wire.record_bytes
 # Longest wait for a new delivery process to read its settings (a loaded machine's cold start).
 _READY_TIMEOUT = 30.0
 # How long records wait in this process before being handed off, at most: the delivery process
@@ -41,6 +42,8 @@ _READY_TIMEOUT = 30.0
 _HANDOFF_DELAY = 0.01
 # Most records in one hand-off (one marshal call, one pipe write).
 _HANDOFF_MAX = 1000
+# What a queued record's bytes object costs beyond its data, for EVENT_QUEUE_MAX_BYTES.
+_QUEUED_BYTES_OVERHEAD = 100
 # Delivery processes that died before this one falls back to sending from the app's process.
 _MAX_RESTARTS = 3
 # Delivery processes forked children inherited: theirs to keep, never to wait for or close.
@@ -227,6 +230,16 @@ class ProcessDispatcher(Dispatcher):
         self._encode_here = settings.mask_event_model is not None
         super().__init__(options, transport_options, encode, counters, on_config_etag)
 
+    def put(self, record: ExchangeRecord) -> bool:
+        if not self._encode_here:
+            try:
+                data = _record_bytes(record)
+            except ValueError:
+                pass  # a value marshal refuses: the record is queued itself, encoded here
+            else:
+                return self._enqueue(data, len(data) + _QUEUED_BYTES_OVERHEAD)
+        return self._enqueue(record, record.approximate_size())
+
     def _reset_state(self) -> None:
         previous: Optional[DeliveryProcess] = getattr(self, "_process", None)
         if previous is not None and self._pid != os.getpid():
@@ -251,7 +264,7 @@ class ProcessDispatcher(Dispatcher):
 
     # ------------------------------------------------------------------ hand-off thread
 
-    def _take_handoff(self) -> List[ExchangeRecord]:
+    def _take_handoff(self) -> List[Queued]:
         """Waits until records are due (a batch's worth, old enough, a flush) and takes them."""
         with self._lock:
             while True:
@@ -299,32 +312,35 @@ class ProcessDispatcher(Dispatcher):
             if self._fallback_transport is not None:
                 self._fallback_transport.close()
 
-    def _hand_off(self, batch: List[ExchangeRecord]) -> None:
+    def _hand_off(self, batch: List[Queued]) -> None:
         process = self._running_process()
         if process is None:
             self._send_here(batch)
             return
-        if self._encode_here:
-            encoded = [event for event in map(self._encode, batch) if event is not None]
-            payload, kind = wire.dumps(encoded), wire.ENCODED
-            odd: List[ExchangeRecord] = []
-        else:
-            wires = [wire.record_to_wire(record) for record in batch]
-            payload, odd = wire.split_marshalable(wires, batch)
-            kind = wire.RECORDS
-        if not process.send(kind, payload):
+        marshalled: List[bytes] = []
+        records: List[ExchangeRecord] = []  # MASK_EVENT_MODEL, or values marshal refused
+        for item in batch:
+            if type(item) is bytes:
+                marshalled.append(item)
+            else:
+                records.append(cast(ExchangeRecord, item))
+        if marshalled and not process.send(wire.RECORDS, wire.dumps(marshalled)):
             self._lost("the pipe to it broke", len(batch))
             return
-        if odd:
-            encoded = [event for event in map(self._encode, odd) if event is not None]
+        if records:
+            encoded = [event for event in map(self._encode, records) if event is not None]
             if not process.send(wire.ENCODED, wire.dumps(encoded)):
-                self._lost("the pipe to it broke", len(odd))
+                self._lost("the pipe to it broke", len(records))
 
-    def _send_here(self, batch: List[ExchangeRecord]) -> None:
+    def _send_here(self, batch: List[Queued]) -> None:
         """The fallback: build and send from this process, as without DELIVERY_PROCESS."""
         if self._fallback_transport is None:
             self._fallback_transport = Transport(self.transport_options, self._stop)
-        self._send_records(self._fallback_transport, batch)
+        records = [
+            wire.record_from_bytes(item) if type(item) is bytes else cast(ExchangeRecord, item)
+            for item in batch
+        ]
+        self._send_records(self._fallback_transport, records)
 
     def _running_process(self) -> Optional[DeliveryProcess]:
         process = self._process

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from time import monotonic as _monotonic
-from typing import TYPE_CHECKING, Callable, Deque, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Deque, List, Optional, Tuple, Union, cast
 
 from .counters import Counters
 from .lifecycle import reset_in_forked_child, shut_down_at_exit
@@ -54,6 +54,8 @@ class DispatchOptions:
 
 
 Encoder = Callable[[ExchangeRecord], Optional[bytes]]
+# What the queue holds: records; a ProcessDispatcher queues most as their marshal bytes.
+Queued = Union[ExchangeRecord, bytes]
 
 
 class Dispatcher(QueueSender):
@@ -88,7 +90,7 @@ class Dispatcher(QueueSender):
     def _reset_state(self) -> None:
         """Fresh queue, locks and no threads: at construction and in a forked child."""
         self._reset_queue_state()
-        self._queue: Deque[Tuple[ExchangeRecord, int, float]]
+        self._queue: Deque[Tuple[Queued, int, float]]
         # Sender 0 and the helpers wait apart, so that a due batch wakes only sender 0.
         self._wake_helpers = threading.Condition(self._lock)
         self._captured = getattr(self, "_captured", 0)
@@ -108,13 +110,15 @@ class Dispatcher(QueueSender):
 
     def put(self, record: ExchangeRecord) -> bool:
         """Queues a record; False (and counted) when the queue is full or closed."""
-        size = record.approximate_size()
+        return self._enqueue(record, record.approximate_size())
+
+    def _enqueue(self, item: Queued, size: int) -> bool:
         with self._lock:
             queue = self._queue
             n = len(queue) + 1
             queued_bytes = self._queued_bytes + size
             if n <= self._queue_size and queued_bytes <= self._queue_max_bytes and not self._closed:
-                queue.append((record, size, _monotonic()))
+                queue.append((item, size, _monotonic()))
                 self._queued_bytes = queued_bytes
                 self._captured += 1
                 # One comparison on the common path; the rare cases are sorted out apart.
@@ -195,7 +199,8 @@ class Dispatcher(QueueSender):
                 else:
                     wait = opts.batch_timeout
                 (self._wake if number == 0 else self._wake_helpers).wait(wait)
-            batch = self._pop_batch(opts.batch_size)
+            # This dispatcher's put() queues records only.
+            batch = cast(List[ExchangeRecord], self._pop_batch(opts.batch_size))
             queue = self._queue
             if queue and (
                 len(queue) >= self._due_count
@@ -207,10 +212,10 @@ class Dispatcher(QueueSender):
                     self._wake_helpers.notify()
             return batch
 
-    def _pop_batch(self, most: int) -> List[ExchangeRecord]:
+    def _pop_batch(self, most: int) -> List[Queued]:
         """With the lock held: takes up to ``most`` records off the queue, counted in flight."""
         queue = self._queue
-        batch = []
+        batch: List[Queued] = []
         for _ in range(min(most, len(queue))):
             record, size, _enqueued = queue.popleft()
             self._queued_bytes -= size

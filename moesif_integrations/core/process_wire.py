@@ -2,8 +2,10 @@
 
 A frame is a 5-byte header (payload length, one kind byte) and a payload. Records cross as
 ``marshal`` data: the standard library's C-level format for plain values, several times cheaper
-than pickle or JSON, and all the app's process has to pay per event. Only the settings (once, at
-start) cross as pickle. Both ends are this package, in processes of the same user.
+than pickle or JSON, and all the app's process has to pay per event. Each record is marshalled
+once, when it is queued (``record_bytes``), so that the app's process holds bytes, not objects,
+until the hand-off. Only the settings (once, at start) cross as pickle. Both ends are this
+package, in processes of the same user.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import marshal
 import os
 import struct
 from operator import attrgetter
-from typing import Any, BinaryIO, List, Optional, Tuple
+from typing import Any, BinaryIO, Optional, Tuple
 
 from .record import ExchangeRecord
 
@@ -20,7 +22,7 @@ _HEADER = struct.Struct("!IB")
 
 # App process -> delivery process.
 SETTINGS = b"C"  # pickled Settings, hooks removed: the first frame
-RECORDS = b"R"  # marshal: a list of record_to_wire() tuples
+RECORDS = b"R"  # marshal: a list of record_bytes() values
 ENCODED = b"E"  # marshal: a list of events already encoded (MASK_EVENT_MODEL, odd values)
 FLUSH = b"F"  # marshal: (request id, timeout in seconds or -1.0 for none)
 SHUTDOWN = b"S"  # marshal: timeout in seconds; the app's process closes the pipe next
@@ -53,11 +55,25 @@ def record_to_wire(record: ExchangeRecord) -> WireRecord:
 def record_from_wire(wire: WireRecord) -> ExchangeRecord:
     slots, extras = wire
     record = ExchangeRecord.__new__(ExchangeRecord)
-    for name, value in zip(_SLOT_FIELDS, slots):
-        setattr(record, name, value)
+    for set_slot, value in zip(_slot_setters, slots):
+        set_slot(record, value)
     if extras:
         record.__dict__.update(extras)
     return record
+
+
+# The slots' own descriptors: a call each, without setattr's name lookup.
+_slot_setters = tuple(getattr(ExchangeRecord, name).__set__ for name in _SLOT_FIELDS)
+
+
+def record_bytes(record: ExchangeRecord) -> bytes:
+    """The record as marshal data; ValueError when a value is not a plain one marshal knows
+    (a subclass of str in a header, an object in metadata)."""
+    return marshal.dumps(record_to_wire(record))
+
+
+def record_from_bytes(data: bytes) -> ExchangeRecord:
+    return record_from_wire(marshal.loads(data))
 
 
 def dumps(value: Any) -> bytes:
@@ -97,24 +113,3 @@ def _read_exactly(stream: BinaryIO, size: int) -> Optional[bytes]:
             return None
         data += more
     return data if data else None
-
-
-def split_marshalable(
-    wires: List[WireRecord], records: List[ExchangeRecord]
-) -> Tuple[bytes, List[ExchangeRecord]]:
-    """The batch as one marshal payload, and the records whose values marshal refused (a
-    subclass of str in a header, an object in metadata): those are encoded in this process."""
-    try:
-        return dumps(wires), []
-    except ValueError:
-        pass
-    good: List[WireRecord] = []
-    odd: List[ExchangeRecord] = []
-    for wire, record in zip(wires, records):
-        try:
-            dumps(wire)
-        except ValueError:
-            odd.append(record)
-        else:
-            good.append(wire)
-    return dumps(good), odd
