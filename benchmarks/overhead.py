@@ -3,6 +3,7 @@ moesifwsgi, with delivery to a local collector in another process counted.
 
     python benchmarks/overhead.py [--requests N] [--rounds R] [--quick] [--json out.json]
         [--only generic,generic-process,flask,moesifwsgi,bottle,pyramid,falcon,falcon-asgi]
+        [--no-ceiling] [--no-sustained] [--no-pipeline]
 
 Prints Markdown (progress goes to stderr). See benchmarks/README.md for what each number means.
 """
@@ -19,12 +20,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 # Run as a script: the sibling modules are importable from this directory.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from apps import FRAMEWORKS, BenchSettings, BuiltApp, missing, version_of  # noqa: E402
+from ceiling import CEILINGS, build_app  # noqa: E402
 from collector_process import CollectorProcess  # noqa: E402
 from drivers import REQUESTS  # noqa: E402
 from measure import (  # noqa: E402
@@ -40,8 +42,11 @@ from measure import (  # noqa: E402
     warm_up,
 )
 from report import (  # noqa: E402
+    OURS,
     Summary,
     adapter_table,
+    ceiling_lines,
+    ceiling_table,
     counter_notes,
     flask_table,
     pipeline_table,
@@ -61,8 +66,6 @@ SELECTABLE = (
     "falcon-asgi",
 )
 BATCH_SIZE = 100
-# This project's integrations, as the cases name them.
-OURS = ("generic", "generic-process", "ours")
 # Longest wait for the count to move before a run is declared short of events: the batch
 # timeout (1 s) plus generous slack for a loaded machine.
 STALL_SECONDS = 5.0
@@ -93,6 +96,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-sustained", action="store_true", help="skip the sustained-load delivery check"
+    )
+    parser.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="skip the ceiling cases (delivery alone: a ready record queued per request)",
     )
     args = parser.parse_args(argv)
     quick = args.quick
@@ -162,6 +170,15 @@ def plan(selected: set, notes: List[str]) -> Dict[str, List[str]]:
     return planned
 
 
+def plan_ceiling(planned: Dict[str, List[str]], notes: List[str]) -> None:
+    """Adds the ceiling cases to the Flask app's, whatever --only selected."""
+    problem = missing("flask")
+    if problem:
+        notes.append(f"ceiling skipped: it uses the Flask app, and flask is missing ({problem})")
+        return
+    planned.setdefault("flask", ["bare"]).extend(CEILINGS)
+
+
 def build_cases(
     planned: Dict[str, List[str]], settings: BenchSettings, notes: List[str]
 ) -> List[Case]:
@@ -173,7 +190,7 @@ def build_cases(
         framework = frameworks[name]
         for integration in integrations:
             try:
-                built = framework.build(integration, settings)
+                built = build_app(framework, integration, settings)
                 built_cases = [
                     Case(framework, integration, spec, built, make_driver(built, spec))
                     for spec in REQUESTS
@@ -283,6 +300,10 @@ def render(
         targets = target_lines([s for s in summaries if s.framework == "flask"])
         if targets:
             lines += ["", *targets]
+    ceiling = ceiling_table(summaries, incumbent)
+    if ceiling:
+        lines += ["", "## Ceiling: what delivery alone leaves", "", *ceiling]
+        lines += ["", *ceiling_lines(summaries)]
     adapter_lines = adapter_table(summaries, labels, incumbent)
     if adapter_lines:
         lines += ["", "## Every adapter against its bare framework app", "", *adapter_lines]
@@ -315,6 +336,15 @@ class Measured:
     counters: Dict[str, Dict[str, int]]
     sustained: List[SustainedResult]
     pipeline: List[PipelineResult]
+
+    def ceiling_json(self) -> List[Dict[str, Any]]:
+        """The ceiling table's rows (none: the ceiling did not run)."""
+        rows = [
+            s.as_json()
+            for s in self.summaries
+            if s.framework == "flask" and s.integration in ("bare", *CEILINGS)
+        ]
+        return rows if any(row["integration"] in CEILINGS for row in rows) else []
 
 
 def run_sustained(
@@ -350,6 +380,8 @@ def measure_all(args: argparse.Namespace, notes: List[str]) -> Measured:
     summaries: List[Summary] = []
     stats: Dict[str, Dict[str, int]] = {}
     sustained: List[SustainedResult] = []
+    if not args.no_ceiling:
+        plan_ceiling(planned, notes)
     if planned:
         with CollectorProcess("main") as collector:
             settings = BenchSettings(collector.url, batch_size=BATCH_SIZE)
@@ -404,6 +436,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     "rounds": args.rounds,
                     "warmup": args.warmup,
                     "cases": [s.as_json() for s in measured.summaries],
+                    "ceiling": measured.ceiling_json(),
                     "counters": measured.counters,
                     "sustained": [r.__dict__ for r in measured.sustained],
                     "pipeline": [

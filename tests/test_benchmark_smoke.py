@@ -82,6 +82,20 @@ def test_benchmark_completes_and_delivers_every_event(tmp_path: Path) -> None:
         assert measure["memory_bytes_per_event"] > 0
         assert measure["capacity"] > 0
 
+    # The ceiling section: the bare Flask app plus one ready record queued per request, its
+    # events delivered (checked with every case above) and complete (no note about them).
+    ceiling = report["ceiling"]
+    assert {(c["integration"], c["request"]) for c in ceiling} == {
+        (integration, request)
+        for integration in ("bare", "ceiling", "ceiling-process")
+        for request in ("GET", "POST")
+    }
+    for integration in ("ceiling", "ceiling-process"):
+        for request in ("GET", "POST"):
+            assert f"flask/{integration}/{request}" in cases
+    assert not [note for note in report["notes"] if "ceiling" in note], report["notes"]
+
     # The Markdown report is on stdout, ready to paste.
     assert "| bare Flask app | GET |" in completed.stdout
+    assert "## Ceiling: what delivery alone leaves" in completed.stdout
     assert completed.stdout == report["report"]
