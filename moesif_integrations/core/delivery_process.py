@@ -22,11 +22,11 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, cast
+from typing import Any, Callable, Dict, List, Optional, Union, cast
 
 from . import process_wire as wire
 from .counters import Counters
-from .dispatch import Dispatcher, DispatchOptions, Encoder, Queued
+from .dispatch import Dispatcher, DispatchOptions, Encoder
 from .logs import logger
 from .record import ExchangeRecord
 from .settings import OPTIONS, OptionKind, Settings
@@ -44,6 +44,17 @@ _HANDOFF_DELAY = 0.01
 _HANDOFF_MAX = 1000
 # What a queued record's bytes object costs beyond its data, for EVENT_QUEUE_MAX_BYTES.
 _QUEUED_BYTES_OVERHEAD = 100
+# What this process queues: a record's marshal bytes, or the record where it is encoded here.
+Queued = Union[ExchangeRecord, bytes]
+
+
+def _queued_size(item: Queued) -> int:
+    """What a queued item counts for against EVENT_QUEUE_MAX_BYTES."""
+    if type(item) is bytes:
+        return len(item) + _QUEUED_BYTES_OVERHEAD
+    return cast(ExchangeRecord, item).approximate_size()
+
+
 # Delivery processes that died before this one falls back to sending from the app's process.
 _MAX_RESTARTS = 3
 # Delivery processes forked children inherited: theirs to keep, never to wait for or close.
@@ -231,14 +242,35 @@ class ProcessDispatcher(Dispatcher):
         super().__init__(options, transport_options, encode, counters, on_config_etag)
 
     def put(self, record: ExchangeRecord) -> bool:
-        if not self._encode_here:
+        """Queues the record's marshal bytes (the record itself where it must be encoded here);
+        False (and counted) when the queue is full or closed. No timestamp, no tuple per record:
+        the hand-off thread takes whatever is queued every few milliseconds."""
+        item: Queued = record
+        if self._encode_here:
+            size = record.approximate_size()
+        else:
             try:
-                data = _record_bytes(record)
-            except ValueError:
-                pass  # a value marshal refuses: the record is queued itself, encoded here
+                item = _record_bytes(record)
+            except ValueError:  # a value marshal refuses: the record is queued, encoded here
+                size = record.approximate_size()
             else:
-                return self._enqueue(data, len(data) + _QUEUED_BYTES_OVERHEAD)
-        return self._enqueue(record, record.approximate_size())
+                size = len(item) + _QUEUED_BYTES_OVERHEAD  # as _queued_size()
+        with self._lock:
+            queue = self._queue
+            queued_bytes = self._queued_bytes + size
+            if (
+                len(queue) < self._queue_size
+                and queued_bytes <= self._queue_max_bytes
+                and not self._closed
+            ):
+                queue.append(item)
+                self._queued_bytes = queued_bytes
+                self._captured += 1
+                if not self._workers:
+                    self._start_workers()
+                return True
+        self._count_full()
+        return False
 
     def _reset_state(self) -> None:
         previous: Optional[DeliveryProcess] = getattr(self, "_process", None)
@@ -265,28 +297,18 @@ class ProcessDispatcher(Dispatcher):
     # ------------------------------------------------------------------ hand-off thread
 
     def _take_handoff(self) -> List[Queued]:
-        """Waits until records are due (a batch's worth, old enough, a flush) and takes them."""
+        """Takes what is queued, after a short wait (none for a flush or the end)."""
         with self._lock:
-            while True:
-                queue = self._queue
-                if self._stop.is_set() and not queue:
-                    return []
-                if queue:
-                    age = time.monotonic() - queue[0][2]
-                    if (
-                        len(queue) >= self._due_count
-                        or self._queued_bytes >= self._due_bytes
-                        or self._flush_requests
-                        or age >= _HANDOFF_DELAY
-                        or self._stop.is_set()
-                    ):
-                        break
-                    self._wake.wait(_HANDOFF_DELAY - age)
-                else:
-                    # A look every few milliseconds, rather than a wake-up from the request
-                    # path: that would cost the app a GIL switch after every hand-off.
-                    self._wake.wait(_HANDOFF_DELAY)
-            return self._pop_batch(_HANDOFF_MAX)
+            queue = self._queue
+            if not (queue and (self._flush_requests or self._stop.is_set())):
+                # A look every few milliseconds, rather than a wake-up from the request path
+                # (a GIL switch per request): what came meanwhile goes as one. A flush or the
+                # end wakes it early.
+                self._wake.wait(_HANDOFF_DELAY)
+            taken = [queue.popleft() for _ in range(min(_HANDOFF_MAX, len(queue)))]
+            self._queued_bytes -= sum(map(_queued_size, taken))
+            self._in_flight += len(taken)
+            return taken
 
     def _run_handoff(self) -> None:
         try:

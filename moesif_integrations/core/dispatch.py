@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from time import monotonic as _monotonic
-from typing import TYPE_CHECKING, Callable, Deque, List, Optional, Tuple, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional
 
 from .counters import Counters
 from .lifecycle import reset_in_forked_child, shut_down_at_exit
@@ -54,8 +54,6 @@ class DispatchOptions:
 
 
 Encoder = Callable[[ExchangeRecord], Optional[bytes]]
-# What the queue holds: records; a ProcessDispatcher queues most as their marshal bytes.
-Queued = Union[ExchangeRecord, bytes]
 
 
 class Dispatcher(QueueSender):
@@ -90,7 +88,8 @@ class Dispatcher(QueueSender):
     def _reset_state(self) -> None:
         """Fresh queue, locks and no threads: at construction and in a forked child."""
         self._reset_queue_state()
-        self._queue: Deque[Tuple[Queued, int, float]]
+        # Here (record, size, time queued) tuples; a ProcessDispatcher queues bare items.
+        self._queue: Deque[Any]
         # Sender 0 and the helpers wait apart, so that a due batch wakes only sender 0.
         self._wake_helpers = threading.Condition(self._lock)
         self._captured = getattr(self, "_captured", 0)
@@ -110,15 +109,13 @@ class Dispatcher(QueueSender):
 
     def put(self, record: ExchangeRecord) -> bool:
         """Queues a record; False (and counted) when the queue is full or closed."""
-        return self._enqueue(record, record.approximate_size())
-
-    def _enqueue(self, item: Queued, size: int) -> bool:
+        size = record.approximate_size()
         with self._lock:
             queue = self._queue
             n = len(queue) + 1
             queued_bytes = self._queued_bytes + size
             if n <= self._queue_size and queued_bytes <= self._queue_max_bytes and not self._closed:
-                queue.append((item, size, _monotonic()))
+                queue.append((record, size, _monotonic()))
                 self._queued_bytes = queued_bytes
                 self._captured += 1
                 # One comparison on the common path; the rare cases are sorted out apart.
@@ -199,8 +196,7 @@ class Dispatcher(QueueSender):
                 else:
                     wait = opts.batch_timeout
                 (self._wake if number == 0 else self._wake_helpers).wait(wait)
-            # This dispatcher's put() queues records only.
-            batch = cast(List[ExchangeRecord], self._pop_batch(opts.batch_size))
+            batch = self._pop_batch(opts.batch_size)
             queue = self._queue
             if queue and (
                 len(queue) >= self._due_count
@@ -212,10 +208,10 @@ class Dispatcher(QueueSender):
                     self._wake_helpers.notify()
             return batch
 
-    def _pop_batch(self, most: int) -> List[Queued]:
+    def _pop_batch(self, most: int) -> List[ExchangeRecord]:
         """With the lock held: takes up to ``most`` records off the queue, counted in flight."""
         queue = self._queue
-        batch: List[Queued] = []
+        batch = []
         for _ in range(min(most, len(queue))):
             record, size, _enqueued = queue.popleft()
             self._queued_bytes -= size
