@@ -188,6 +188,35 @@ def test_a_killed_delivery_process_is_counted_and_replaced(
     assert (stats["captured"], stats["sent"], stats["failed"], stats["queued"]) == (7, 2, 5, 0)
 
 
+def test_a_stopped_delivery_process_never_blocks_the_app(
+    middlewares: Callable[..., MoesifMiddleware], collector: Collector
+) -> None:
+    # While the delivery process is stopped the pipe fills, the hand-off waits on it, and the
+    # app's bounded queue fills: requests go on, the excess is dropped and counted.
+    app = middlewares(api, APP_ID, DELIVERY_PROCESS=True, EVENT_QUEUE_SIZE=100)
+    call(app, "GET", "/first")
+    assert app.flush(timeout=20)
+    pid = delivery_pid(app)
+    requests = 3000
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 60
+        for number in range(requests):
+            assert call(app, "GET", f"/{number}").status_code == 201
+            assert time.monotonic() < deadline, f"request {number} waited on delivery"
+        stats = app.stats()
+        assert stats["dropped_queue_full"] > 0
+        assert stats["captured"] + stats["dropped_queue_full"] == requests + 1
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert app.flush(timeout=30)
+    stats = app.stats()
+    # Every request was delivered or counted as dropped (by either process's bounded queue).
+    assert stats["sent"] + stats["dropped_queue_full"] == requests + 1
+    assert stats["failed"] == 0 and stats["queued"] == 0
+    assert len(collector.wait_for_events(stats["sent"])) == stats["sent"]
+
+
 def test_shutdown_ends_the_delivery_process(
     middlewares: Callable[..., MoesifMiddleware], collector: Collector
 ) -> None:
