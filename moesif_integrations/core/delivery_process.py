@@ -243,8 +243,9 @@ class ProcessDispatcher(Dispatcher):
 
     def put(self, record: ExchangeRecord) -> bool:
         """Queues the record's marshal bytes (the record itself where it must be encoded here);
-        False (and counted) when the queue is full or closed. No timestamp, no tuple per record:
-        the hand-off thread takes whatever is queued every few milliseconds."""
+        False (and counted) when the queue is full or closed. The same bounds as
+        Dispatcher.put, but no timestamp, no tuple and no wake-up per record: the hand-off
+        thread takes whatever is queued every few milliseconds."""
         item: Queued = record
         if self._encode_here:
             size = record.approximate_size()
