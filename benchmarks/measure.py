@@ -7,6 +7,7 @@ import gc
 import gzip
 import http.client
 import json
+import os
 import sys
 import threading
 import time
@@ -262,13 +263,18 @@ class PipelineResult:
     integration: str
     spec: str
     events: int
+    # tracemalloc, in the app's process: with DELIVERY_PROCESS the events are queued in the
+    # delivery process instead, measured by its resident memory (None: no /proc, or none).
     memory_bytes_per_event: Optional[float] = None
+    delivery_process_rss_bytes_per_event: Optional[float] = None
     queued_when_measured: Optional[int] = None
     capacity_rounds: List[float] = field(default_factory=list)  # events per second
     # CPU microseconds per event: the app thread's extra over the bare app (the request path),
-    # and every other thread of the process (build, serialise, send), capture and drain.
+    # and every other thread of the app's process (build, serialise, send; with
+    # DELIVERY_PROCESS the hand-off), capture and drain; and the delivery process's, if any.
     request_path_cpu_us: List[float] = field(default_factory=list)
     background_cpu_us: List[float] = field(default_factory=list)
+    delivery_process_cpu_us: List[float] = field(default_factory=list)
     delivered: int = 0
     sent: int = 0
     collector_ceiling: Optional[float] = None  # events per second, pre-encoded batches
@@ -285,6 +291,90 @@ class PipelineResult:
     def background_us(self) -> Optional[float]:
         return median(self.background_cpu_us) if self.background_cpu_us else None
 
+    @property
+    def delivery_process_us(self) -> Optional[float]:
+        return median(self.delivery_process_cpu_us) if self.delivery_process_cpu_us else None
+
+    def as_json(self) -> Dict[str, Any]:
+        return dict(
+            self.__dict__,
+            capacity=self.capacity,
+            request_path_us=self.request_path_us,
+            background_us=self.background_us,
+            delivery_process_us=self.delivery_process_us,
+        )
+
+
+class DeliveryProcessProbe:
+    """The delivery process of a ``DELIVERY_PROCESS`` app, read from outside through /proc:
+    resident memory and CPU of all its threads. Every reading is None without such a process
+    (sender threads, moesifwsgi, or a fallback to sending from the app's process), without
+    /proc, or once the process is not the one found at first (it died and was replaced)."""
+
+    def __init__(self, built: BuiltApp) -> None:
+        self._built = built
+        self.pid = self._current_pid()
+
+    def _current_pid(self) -> Optional[int]:
+        # moesif_integrations/core/delivery_process.py: ProcessDispatcher._process, started by
+        # the first hand-off (so after the warm-up).
+        recorder = getattr(self._built.integration, "recorder", None)
+        process = getattr(getattr(recorder, "dispatcher", None), "_process", None)
+        return None if process is None or process.gone else process.pid
+
+    def _read(self, name: str) -> Optional[str]:
+        if self.pid is None or self._current_pid() != self.pid:
+            return None
+        try:
+            with open(f"/proc/{self.pid}/{name}", encoding="ascii") as handle:
+                return handle.read()
+        except OSError:
+            return None
+
+    def rss_bytes(self) -> Optional[int]:
+        """VmRSS from /proc/<pid>/status."""
+        for line in (self._read("status") or "").splitlines():
+            if line.startswith("VmRSS:"):
+                value, unit = line.split()[1:3]
+                return int(value) * 1024 if unit == "kB" else None
+        return None
+
+    def cpu_seconds(self) -> Optional[float]:
+        """utime + stime from /proc/<pid>/stat (all threads), in clock ticks of 1/SC_CLK_TCK s."""
+        stat = self._read("stat")
+        if stat is None:
+            return None
+        # Fields after the command name, which is in parentheses and may hold anything.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_queued(built: BuiltApp, expected: int, stall_seconds: float = 2.0) -> Optional[int]:
+    """Waits until the integration counts ``expected`` events queued, or the count stopped
+    moving for ``stall_seconds``; the last count (None: the integration does not count). With
+    sender threads the count is right as soon as the requests return or the events arrived;
+    with DELIVERY_PROCESS the events reach the delivery process a hand-off (every ~10 ms)
+    later, and ``queued`` (both processes) holds its count as last reported (every 0.2 s)."""
+    queued = built.stats().get("queued")
+    moved = time.monotonic()
+    while queued is not None and queued != expected:
+        if time.monotonic() - moved > stall_seconds:
+            break
+        time.sleep(0.02)
+        now = built.stats().get("queued")
+        if now != queued:
+            queued, moved = now, time.monotonic()
+    return queued
+
+
+def _per_event(
+    before: Optional[float], after: Optional[float], events: int, scale: float = 1.0
+) -> Optional[float]:
+    """(after - before) / events * scale; None when a reading is missing."""
+    if before is None or after is None:
+        return None
+    return (after - before) / events * scale
+
 
 def measure_pipeline(
     integration: str,
@@ -297,12 +387,15 @@ def measure_pipeline(
     ceiling_batches: int = 0,
 ) -> PipelineResult:
     """With the collector frozen (SIGSTOP) the senders cannot drain: ``events`` requests leave
-    ``events`` events queued.
+    ``events`` events queued (with DELIVERY_PROCESS, in the delivery process: each pass waits
+    until it holds them all before reading anything).
 
-    Memory (first pass): the tracemalloc delta of that run divided by the count. Then ``rounds``
-    passes without tracemalloc: capacity is the drain rate once the collector is thawed, timed
-    until the last event arrived; CPU is split between the app thread (minus the same requests
-    on the bare app, run just before) and every other thread of the process."""
+    Memory (first pass): the tracemalloc delta of that run divided by the count, in the app's
+    process; with DELIVERY_PROCESS also the delivery process's resident memory growth over the
+    same run divided by the count. Then ``rounds`` passes without tracemalloc: capacity is the
+    drain rate once the collector is thawed, timed until the last event arrived; CPU is split
+    between the app thread (minus the same requests on the bare app, run just before), every
+    other thread of the app's process, and the delivery process if any."""
     result = PipelineResult(integration, spec.name, events)
     with CollectorProcess(f"pipeline-{integration}") as collector:
         client = collector.client
@@ -315,8 +408,13 @@ def measure_pipeline(
             bare.run(warm)
             driver.run(warm)
             wait_for_delivery(client, warm, stall_seconds=5.0)
+            # The delivery process starts with the first hand-off: there by now, if any.
+            child = DeliveryProcessProbe(built)
             for number in range(rounds + 1):
                 measuring_memory = number == 0
+                # The last pass's events reported gone: a stale count would end the wait below
+                # before this pass's events were all handed off.
+                wait_until_queued(built, 0)
                 gc.collect()
                 bare_began = time.thread_time()
                 bare.run(events)
@@ -328,16 +426,24 @@ def measure_pipeline(
                     if measuring_memory:
                         tracemalloc.start()
                         before = tracemalloc.get_traced_memory()[0]
+                        rss_before = child.rss_bytes()
+                    child_began = child.cpu_seconds()
                     process_began, thread_began = time.process_time(), time.thread_time()
                     driver.run(events)
                     thread_cpu = time.thread_time() - thread_began
-                    capture_background = time.process_time() - process_began - thread_cpu
+                    queued = wait_until_queued(built, events)
+                    capture_background = (
+                        time.process_time() - process_began - (time.thread_time() - thread_began)
+                    )
                     if measuring_memory:
                         gc.collect()
                         after = tracemalloc.get_traced_memory()[0]
                         tracemalloc.stop()
                         result.memory_bytes_per_event = (after - before) / events
-                        result.queued_when_measured = built.stats().get("queued")
+                        result.delivery_process_rss_bytes_per_event = _per_event(
+                            rss_before, child.rss_bytes(), events
+                        )
+                        result.queued_when_measured = queued
                 finally:
                     process_began, thread_began = time.process_time(), time.thread_time()
                     began = time.perf_counter()
@@ -346,6 +452,7 @@ def measure_pipeline(
                 drain_background = (
                     time.process_time() - process_began - (time.thread_time() - thread_began)
                 )
+                child_cpu = _per_event(child_began, child.cpu_seconds(), events, 1e6)
                 result.sent += events
                 result.delivered += delivered
                 if not measuring_memory and delivered:
@@ -354,6 +461,8 @@ def measure_pipeline(
                     result.background_cpu_us.append(
                         (capture_background + drain_background) / events * 1e6
                     )
+                    if child_cpu is not None:
+                        result.delivery_process_cpu_us.append(child_cpu)
             if ceiling_batches:
                 # The events just delivered, sent again as fast as a bare client can.
                 sample = client.events(batch_size)
@@ -361,22 +470,28 @@ def measure_pipeline(
                 result.collector_ceiling = median(
                     collector_ceiling(collector, sample, ceiling_batches) for _ in range(3)
                 )
-            progress(
-                f"  pipeline {integration}/{spec.name}: "
-                f"{_fmt(result.memory_bytes_per_event)} B/event, "
-                f"{_fmt(result.capacity)} events/s, CPU per event: request path "
-                f"{_fmt(result.request_path_us)} us + background {_fmt(result.background_us)} us"
-                + (
-                    f", collector ceiling {_fmt(result.collector_ceiling)} events/s"
-                    if result.collector_ceiling
-                    else ""
-                )
-            )
+            progress(f"  pipeline {integration}/{spec.name}: {_pipeline_line(result)}")
         finally:
             built.shutdown()
             driver.close()
             bare.close()
     return result
+
+
+def _pipeline_line(result: PipelineResult) -> str:
+    line = (
+        f"{_fmt(result.memory_bytes_per_event)} B/event, {_fmt(result.capacity)} events/s, "
+        f"CPU per event: request path {_fmt(result.request_path_us)} us + background "
+        f"{_fmt(result.background_us)} us"
+    )
+    if result.delivery_process_rss_bytes_per_event is not None or result.delivery_process_cpu_us:
+        line += (
+            f"; delivery process: {_fmt(result.delivery_process_rss_bytes_per_event)} B/event "
+            f"(RSS), {_fmt(result.delivery_process_us)} us/event CPU"
+        )
+    if result.collector_ceiling:
+        line += f", collector ceiling {_fmt(result.collector_ceiling)} events/s"
+    return line
 
 
 def _fmt(value: Optional[float]) -> str:

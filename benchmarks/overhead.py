@@ -234,7 +234,7 @@ def run_pipeline(selected: set, events: int, rounds: int, notes: List[str]) -> L
         notes.append("memory and capacity skipped: they use the Flask app, and flask is missing")
         return []
     flask = frameworks["flask"]
-    integrations = [i for i in ("generic", "moesifwsgi") if i in selected]
+    integrations = [i for i in ("generic", "generic-process", "moesifwsgi") if i in selected]
     if "moesifwsgi" in integrations and missing("moesifwsgi"):
         integrations.remove("moesifwsgi")
     results = []
@@ -439,15 +439,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     "ceiling": measured.ceiling_json(),
                     "counters": measured.counters,
                     "sustained": [r.__dict__ for r in measured.sustained],
-                    "pipeline": [
-                        dict(
-                            r.__dict__,
-                            capacity=r.capacity,
-                            request_path_us=r.request_path_us,
-                            background_us=r.background_us,
-                        )
-                        for r in measured.pipeline
-                    ],
+                    "pipeline": [r.as_json() for r in measured.pipeline],
                     "notes": notes,
                     "report": report,
                 },

@@ -268,33 +268,49 @@ def adapter_table(
     return lines if any_row else []
 
 
+PIPELINE_LABELS = {
+    "generic": "this project (generic middleware)",
+    "generic-process": "this project (generic middleware, DELIVERY_PROCESS on)",
+    "moesifwsgi": "moesifwsgi {version}",
+}
+# The integrations whose events wait in a delivery process: its columns are theirs.
+WITH_DELIVERY_PROCESS = ("generic-process",)
+
+
+def _delivery_process_cell(result: PipelineResult, value: Optional[float], digits: int) -> str:
+    """A delivery process's cell: "–" without one, "n/a" when not measured (no /proc)."""
+    if result.integration not in WITH_DELIVERY_PROCESS:
+        return "–"
+    return "n/a" if value is None else _num(value, digits)
+
+
 def pipeline_table(results: Sequence[PipelineResult], moesifwsgi_version: str) -> List[str]:
     if not results:
         return []
     lines = [
-        "| integration | events of | memory per queued event (bytes) | drain capacity "
-        "(events/s) | CPU µs/event: request path | CPU µs/event: background threads "
+        "| integration | events of | memory per queued event: app process (bytes) "
+        "| memory per queued event: delivery process (RSS growth, bytes) "
+        "| drain capacity (events/s) | CPU µs/event: request path "
+        "| CPU µs/event: background threads (app process) | CPU µs/event: delivery process "
         "| delivered/sent |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     ceilings = []
     for r in results:
-        label = (
-            "this project (generic middleware)"
-            if r.integration == "generic"
-            else f"moesifwsgi {moesifwsgi_version}"
-        )
+        label = PIPELINE_LABELS.get(r.integration, r.integration).format(version=moesifwsgi_version)
         lines.append(
-            f"| {label} | {r.spec} | {_num(r.memory_bytes_per_event)} | {_num(r.capacity)} "
-            f"| {_num(r.request_path_us, 1)} | {_num(r.background_us, 1)} "
+            f"| {label} | {r.spec} | {_num(r.memory_bytes_per_event)} "
+            f"| {_delivery_process_cell(r, r.delivery_process_rss_bytes_per_event, 0)} "
+            f"| {_num(r.capacity)} | {_num(r.request_path_us, 1)} | {_num(r.background_us, 1)} "
+            f"| {_delivery_process_cell(r, r.delivery_process_us, 1)} "
             f"| {r.delivered:,}/{r.sent:,} |"
         )
         if r.collector_ceiling:
             ceilings.append(r)
     for r in ceilings:
         lines.append(
-            f"| collector ceiling (pre-encoded batches, 2 connections) | {r.spec} | – "
-            f"| {_num(r.collector_ceiling)} | – | – | – |"
+            f"| collector ceiling (pre-encoded batches, 2 connections) | {r.spec} | – | – "
+            f"| {_num(r.collector_ceiling)} | – | – | – | – |"
         )
     return lines
 
