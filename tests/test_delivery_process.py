@@ -8,7 +8,7 @@ import os
 import signal
 import textwrap
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 import psutil
 import pytest
@@ -35,6 +35,12 @@ def api(environ: Dict[str, Any], start_response: Callable[..., Any]) -> List[byt
         headers.append(("X-Odd", OddText("odd value")))
     start_response("201 Created", headers)
     return [b'{"echo": ' + (body or b"null") + b"}"]
+
+
+def delivery_counts(app: MoesifMiddleware) -> Tuple[int, int, int, int]:
+    """(captured, sent, failed, queued) from the app's stats()."""
+    stats = app.stats()
+    return stats["captured"], stats["sent"], stats["failed"], stats["queued"]
 
 
 def delivery_pid(app: MoesifMiddleware) -> int:
@@ -91,8 +97,7 @@ def test_events_on_the_wire_are_the_same_as_from_sender_threads(
     received = [comparable(e) for e in collector.wait_for_events(4)]
     assert sorted(received, key=repr) == sorted(expected, key=repr)
     assert received[3]["response"]["headers"]["X-Odd"] == "odd value"
-    stats = process.stats()
-    assert (stats["captured"], stats["sent"], stats["failed"], stats["queued"]) == (4, 4, 0, 0)
+    assert delivery_counts(process) == (4, 4, 0, 0)
 
 
 def test_many_events_are_all_delivered_and_counted(
@@ -104,13 +109,7 @@ def test_many_events_are_all_delivered_and_counted(
     assert app.flush(timeout=30)
     events = collector.wait_for_events(3000)
     assert sorted(int(e["request"]["uri"].rsplit("/", 1)[1]) for e in events) == list(range(3000))
-    stats = app.stats()
-    assert (stats["captured"], stats["sent"], stats["failed"], stats["queued"]) == (
-        3000,
-        3000,
-        0,
-        0,
-    )
+    assert delivery_counts(app) == (3000, 3000, 0, 0)
     assert collector.request_count("/v1/events/batch") >= 3000 // 50
 
 
@@ -184,8 +183,7 @@ def test_a_killed_delivery_process_is_counted_and_replaced(
     assert delivery_pid(app) != first
     uris = [e["request"]["uri"].rsplit("/", 1)[1] for e in collector.wait_for_events(2)]
     assert sorted(uris) == ["after", "before"]
-    stats = app.stats()
-    assert (stats["captured"], stats["sent"], stats["failed"], stats["queued"]) == (7, 2, 5, 0)
+    assert delivery_counts(app) == (7, 2, 5, 0)
 
 
 def test_a_stopped_delivery_process_never_blocks_the_app(

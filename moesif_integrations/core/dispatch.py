@@ -196,8 +196,13 @@ class Dispatcher(QueueSender):
                 else:
                     wait = opts.batch_timeout
                 (self._wake if number == 0 else self._wake_helpers).wait(wait)
-            batch = self._pop_batch(opts.batch_size)
             queue = self._queue
+            batch = []
+            for _ in range(min(opts.batch_size, len(queue))):
+                record, size, _enqueued = queue.popleft()
+                self._queued_bytes -= size
+                batch.append(record)
+            self._in_flight += len(batch)
             if queue and (
                 len(queue) >= self._due_count
                 or self._queued_bytes >= self._due_bytes
@@ -207,17 +212,6 @@ class Dispatcher(QueueSender):
                 if len(queue) >= self._backlog_count or self._flush_requests:
                     self._wake_helpers.notify()
             return batch
-
-    def _pop_batch(self, most: int) -> List[ExchangeRecord]:
-        """With the lock held: takes up to ``most`` records off the queue, counted in flight."""
-        queue = self._queue
-        batch = []
-        for _ in range(min(most, len(queue))):
-            record, size, _enqueued = queue.popleft()
-            self._queued_bytes -= size
-            batch.append(record)
-        self._in_flight += len(batch)
-        return batch
 
     def _run_worker(self, number: int = 0) -> None:
         transport = Transport(self.transport_options, self._stop)
