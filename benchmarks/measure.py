@@ -318,8 +318,8 @@ class DeliveryProcessProbe:
     def _current_pid(self) -> Optional[int]:
         # moesif_integrations/core/delivery_process.py: ProcessDispatcher._process, started by
         # the first hand-off (so after the warm-up).
-        recorder = getattr(self._built.integration, "recorder", None)
-        process = getattr(getattr(recorder, "dispatcher", None), "_process", None)
+        pipeline = getattr(self._built.integration, "pipeline", None)
+        process = getattr(getattr(pipeline, "dispatcher", None), "_process", None)
         return None if process is None or process.gone else process.pid
 
     def _read(self, name: str) -> Optional[str]:

@@ -13,7 +13,7 @@ from ._version import __version__
 __all__ = ["MoesifMiddleware", "Settings", "ConfigurationError", "__version__"]
 
 if TYPE_CHECKING:
-    from .core.settings import ConfigurationError, Settings
+    from .core.config.schema import ConfigurationError, Settings
     from .wsgi import MoesifMiddleware
 
 
@@ -24,7 +24,7 @@ def __getattr__(name: str) -> Any:
 
         return MoesifMiddleware
     if name in ("Settings", "ConfigurationError"):
-        from .core import settings
+        from .core.config import schema
 
-        return getattr(settings, name)
+        return getattr(schema, name)
     raise AttributeError(name)

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, Mapping, Union
 
-from .core.integration import RecorderMethods
-from .core.recorder import Recorder
-from .core.settings import Settings
-from .core.wsgi_capture import StartResponse, WSGIApp, WsgiCapture
+from .core.capture.wsgi import StartResponse, WSGIApp, WsgiCapture
+from .core.config.schema import Settings
+from .core.integration import IntegrationMethods
+from .core.pipeline import Pipeline
 
 __all__ = ["MoesifMiddleware"]
 
 
-class MoesifMiddleware(RecorderMethods):
+class MoesifMiddleware(IntegrationMethods):
     """Records every request to ``app`` as a Moesif event and ships it in the background."""
 
     def __init__(
@@ -35,8 +35,8 @@ class MoesifMiddleware(RecorderMethods):
         self.app = app
         self.settings: Settings = settings
         self.enabled = settings.enabled
-        self.recorder = Recorder(settings) if self.enabled else None
-        self._capture = WsgiCapture(self.recorder, hook_app=app) if self.recorder else None
+        self.pipeline = Pipeline(settings) if self.enabled else None
+        self._capture = WsgiCapture(self.pipeline, hook_app=app) if self.pipeline else None
 
     def __call__(self, environ: Dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         capture = self._capture

@@ -24,7 +24,7 @@ def collector() -> Iterator[Collector]:
 def json_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Runs a test with orjson (when installed) and with the standard library's json, which
     the package falls back to where orjson has no wheel."""
-    from moesif_integrations.core import bodies, event_json, events
+    from moesif_integrations.core.wire import bodies, event, serialize
 
     if request.param == "orjson":
         if not bodies.FAST_JSON:
@@ -32,8 +32,8 @@ def json_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
         return "orjson"
     monkeypatch.setattr(bodies, "_orjson", None)
     monkeypatch.setattr(bodies, "FAST_JSON", False)
-    monkeypatch.setattr(event_json, "_orjson", None)
-    monkeypatch.setattr(events, "_FAST_JSON", False)
+    monkeypatch.setattr(serialize, "_orjson", None)
+    monkeypatch.setattr(event, "_FAST_JSON", False)
     return "stdlib"
 
 

@@ -15,9 +15,9 @@ from moesifapi.models import CampaignModel, CompanyModel, SubscriptionModel, Use
 
 from moesif_integrations import MoesifMiddleware
 from moesif_integrations.collector import Collector
-from moesif_integrations.core.api import ProfileClient, ProfileOptions
 from moesif_integrations.core.counters import Counters
-from moesif_integrations.core.transport import TransportOptions
+from moesif_integrations.core.delivery.profile_senders import ProfileClient, ProfileOptions
+from moesif_integrations.core.delivery.transport import TransportOptions
 
 APP_ID = "profiles-app-id"
 ClientFactory = Callable[..., ProfileClient]

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from moesif_integrations.core import bodies
-from moesif_integrations.core.bodies import (
+from moesif_integrations.core.wire import bodies
+from moesif_integrations.core.wire.bodies import (
     MASKED,
     JsonDocument,
     RawJson,
@@ -19,7 +19,7 @@ from moesif_integrations.core.bodies import (
     json_fragment,
     mask_json_fields,
 )
-from moesif_integrations.core.event_json import serialize_event
+from moesif_integrations.core.wire.serialize import serialize_event
 
 try:
     import orjson

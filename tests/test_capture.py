@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from moesif_integrations.core.capture import (
+from moesif_integrations.core.capture.tees import (
     _HEADER_KEYS_LIMIT,
     BodyCapture,
     InputTee,

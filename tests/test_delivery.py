@@ -281,10 +281,10 @@ def test_gzip_and_headers_on_the_wire(wrap: Any, collector: Any) -> None:
 def test_locks_held_at_fork_do_not_hang_the_child(wrap: Any, collector: Any) -> None:
     app = wrap()
     call(app)
-    recorder = app.recorder
-    assert recorder is not None
+    pipeline = app.pipeline
+    assert pipeline is not None
     # Fork while another thread holds the counters' and the log limiter's locks.
-    held = [recorder.counters._lock, recorder._problems._lock]
+    held = [pipeline.counters._lock, pipeline._problems._lock]
     for lock in held:
         lock.acquire()
     try:
@@ -292,8 +292,8 @@ def test_locks_held_at_fork_do_not_hang_the_child(wrap: Any, collector: Any) -> 
         if pid == 0:  # pragma: no cover - runs in the child
             code = 1
             try:
-                recorder.counters.add("skipped")
-                recorder.call_hook("SKIP", lambda: 1 / 0)  # logs through the limiter
+                pipeline.counters.add("skipped")
+                pipeline.call_hook("SKIP", lambda: 1 / 0)  # logs through the limiter
                 call(app, "GET", "/child")
                 code = 0 if app.flush(timeout=10) else 2
             finally:

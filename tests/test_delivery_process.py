@@ -17,8 +17,8 @@ from wsgi_client import call
 
 from moesif_integrations import MoesifMiddleware
 from moesif_integrations.collector import Collector
-from moesif_integrations.core import delivery_process, process_wire
-from moesif_integrations.core.delivery_process import ProcessDispatcher
+from moesif_integrations.core.delivery import pipe, process
+from moesif_integrations.core.delivery.process import ProcessDispatcher
 from moesif_integrations.core.record import ExchangeRecord
 
 APP_ID = "process-app-id"
@@ -44,8 +44,8 @@ def delivery_counts(app: MoesifMiddleware) -> Tuple[int, int, int, int]:
 
 
 def delivery_pid(app: MoesifMiddleware) -> int:
-    assert app.recorder is not None
-    dispatcher = app.recorder.dispatcher
+    assert app.pipeline is not None
+    dispatcher = app.pipeline.dispatcher
     assert isinstance(dispatcher, ProcessDispatcher)
     process = dispatcher._process
     assert process is not None
@@ -221,8 +221,8 @@ def test_shutdown_ends_the_delivery_process(
     app = middlewares(api, APP_ID, DELIVERY_PROCESS=True)
     for _ in range(10):
         call(app)
-    assert app.recorder is not None
-    dispatcher = app.recorder.dispatcher
+    assert app.pipeline is not None
+    dispatcher = app.pipeline.dispatcher
     assert isinstance(dispatcher, ProcessDispatcher)
     deadline = time.monotonic() + 20
     while dispatcher._process is None and time.monotonic() < deadline:
@@ -242,7 +242,7 @@ def test_falls_back_to_sending_from_the_app_process(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A delivery process that cannot start (here: its module does not exist).
-    monkeypatch.setattr(delivery_process, "_CHILD_MODULE", "moesif_integrations.no_such_module")
+    monkeypatch.setattr(process, "_CHILD_MODULE", "moesif_integrations.no_such_module")
     app = middlewares(api, APP_ID, DELIVERY_PROCESS=True)
     with caplog.at_level(logging.WARNING, logger="moesif_integrations"):
         for _ in range(4):
@@ -277,7 +277,7 @@ def test_exit_of_the_app_process_delivers_what_it_captured(collector: Collector)
         """
         for _ in range(300):
             call(mw)
-        print(mw.recorder.dispatcher._process and mw.recorder.dispatcher._process.pid)
+        print(mw.pipeline.dispatcher._process and mw.pipeline.dispatcher._process.pid)
         """,
     )
     assert done.returncode == 0, done.stderr
@@ -309,11 +309,11 @@ def test_record_round_trip_keeps_every_fact() -> None:
         "blocked_by": "rule",
         "weight": 7,
     }
-    assert set(rare) == process_wire.RARE_FIELDS
+    assert set(rare) == pipe.RARE_FIELDS
     for name, value in rare.items():
         setattr(record, name, value)
-    payload = process_wire.dumps([process_wire.record_bytes(record)])
-    (copy,) = [process_wire.record_from_bytes(data) for data in process_wire.loads(payload)]
+    payload = pipe.dumps([pipe.record_bytes(record)])
+    (copy,) = [pipe.record_from_bytes(data) for data in pipe.loads(payload)]
     names = [n for n in ExchangeRecord.__slots__ if n != "__dict__"] + sorted(rare)
     assert {n: getattr(copy, n) for n in names} == {n: getattr(record, n) for n in names}
     # Fields a record class declares are all known to the wire.
@@ -322,7 +322,7 @@ def test_record_round_trip_keeps_every_fact() -> None:
         for name, value in vars(ExchangeRecord).items()
         if not name.startswith("_") and not callable(value) and name not in ExchangeRecord.__slots__
     }
-    assert declared == process_wire.RARE_FIELDS
+    assert declared == pipe.RARE_FIELDS
 
 
 def test_a_lone_event_leaves_within_the_batch_timeout(
@@ -345,15 +345,15 @@ def test_an_embedded_interpreter_sends_from_the_app_process(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Under uWSGI sys.executable is the server binary: it must never be started as a child.
-    monkeypatch.setattr(delivery_process.sys, "executable", "/usr/bin/uwsgi")
+    monkeypatch.setattr(process.sys, "executable", "/usr/bin/uwsgi")
     app = middlewares(api, APP_ID, DELIVERY_PROCESS=True)
     with caplog.at_level(logging.WARNING, logger="moesif_integrations"):
         call(app)
         assert app.flush(timeout=10)
     assert len(collector.wait_for_events(1)) == 1
     assert "'/usr/bin/uwsgi') is not a Python interpreter" in caplog.text
-    assert app.recorder is not None
-    assert getattr(app.recorder.dispatcher, "_process", None) is None
+    assert app.pipeline is not None
+    assert getattr(app.pipeline.dispatcher, "_process", None) is None
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
@@ -366,10 +366,10 @@ def test_a_killed_app_process_leaves_its_delivery_process_to_deliver(
         collector,
         """
         import os, signal
-        from moesif_integrations.core.dispatch import Dispatcher
+        from moesif_integrations.core.delivery.event_senders import Dispatcher
         for _ in range(40):
             call(mw)
-        dispatcher = mw.recorder.dispatcher
+        dispatcher = mw.pipeline.dispatcher
         assert Dispatcher.flush(dispatcher, 20)  # handed off, not yet sent
         print(dispatcher._process.pid, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)

@@ -16,11 +16,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from moesif_integrations.core import events as events_module
-from moesif_integrations.core import headers as headers_module
-from moesif_integrations.core.bodies import JsonDocument, RawJson
-from moesif_integrations.core.event_model import from_event_model, to_event_model
-from moesif_integrations.core.events import (
+from moesif_integrations.core.record import ExchangeRecord
+from moesif_integrations.core.wire import event as events_module
+from moesif_integrations.core.wire import headers as headers_module
+from moesif_integrations.core.wire.bodies import JsonDocument, RawJson
+from moesif_integrations.core.wire.event import (
     EventBuilder,
     EventOptions,
     MaskEventError,
@@ -28,7 +28,7 @@ from moesif_integrations.core.events import (
     build_uri,
     serialize_event,
 )
-from moesif_integrations.core.headers import (
+from moesif_integrations.core.wire.headers import (
     HeaderMasker,
     canonical_header_name,
     header_name_from_environ_key,
@@ -37,8 +37,8 @@ from moesif_integrations.core.headers import (
     join_headers_indexed,
     join_plain_headers,
 )
-from moesif_integrations.core.record import ExchangeRecord
-from moesif_integrations.core.timefmt import format_time, format_times
+from moesif_integrations.core.wire.mask_event_model import from_event_model, to_event_model
+from moesif_integrations.core.wire.times import format_time, format_times
 
 try:
     import orjson

@@ -25,8 +25,8 @@ import falcon.testing  # noqa: E402
 import requests  # noqa: E402
 from servers import ROOT_DIR, serve  # noqa: E402
 
-from moesif_integrations.core.capture import InputTee  # noqa: E402
-from moesif_integrations.core.settings import ConfigurationError  # noqa: E402
+from moesif_integrations.core.capture.tees import InputTee  # noqa: E402
+from moesif_integrations.core.config.schema import ConfigurationError  # noqa: E402
 from moesif_integrations.falcon import MoesifMiddleware  # noqa: E402
 
 EXAMPLE_DIR = os.path.join(ROOT_DIR, "examples", "falcon")

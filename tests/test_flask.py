@@ -14,7 +14,7 @@ flask = pytest.importorskip("flask")
 
 from servers import ROOT_DIR, serve  # noqa: E402
 
-from moesif_integrations.core.settings import ConfigurationError, Settings  # noqa: E402
+from moesif_integrations.core.config.schema import ConfigurationError, Settings  # noqa: E402
 from moesif_integrations.flask import Moesif, MoesifApp  # noqa: E402
 
 EXAMPLE_DIR = os.path.join(ROOT_DIR, "examples", "flask")
@@ -139,8 +139,8 @@ def test_delivery_process_from_app_config_keeps_what_the_extension_knows(
     for item in ("a", "b", "c"):
         assert get(app, f"/items/{item}").status_code == 200
     events = deliver(moesif, collector, 3)
-    recorder = app.extensions["moesif"].recorder
-    process = recorder.dispatcher._process
+    pipeline = app.extensions["moesif"].pipeline
+    process = pipeline.dispatcher._process
     assert process is not None and process.pid != os.getpid()
     # Hooks and the route ran in the app's process; the event was built in the other one.
     assert sorted(e["metadata"]["path"] for e in events) == ["/items/a", "/items/b", "/items/c"]

@@ -9,7 +9,7 @@ from typing import Any, Dict, Tuple
 
 import pytest
 
-from moesif_integrations.core.identity import (
+from moesif_integrations.core.wire.identity import (
     ClientIpResolver,
     client_ip,
     parse_ip,

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from moesif_integrations.core.ids import new_transaction_id, transaction_id_for
+from moesif_integrations.core.capture.ids import new_transaction_id, transaction_id_for
 
 
 def test_ids_are_distinct_uuid4_text() -> None:

@@ -25,7 +25,7 @@ from pyramid.response import Response  # noqa: E402
 from servers import ROOT_DIR, serve  # noqa: E402
 from wsgi_client import call  # noqa: E402
 
-from moesif_integrations.core.settings import ConfigurationError  # noqa: E402
+from moesif_integrations.core.config.schema import ConfigurationError  # noqa: E402
 from moesif_integrations.pyramid import Moesif, MoesifConfigurationError  # noqa: E402
 
 APP_ID = "pyramid-test-app"
@@ -261,7 +261,7 @@ def test_application_id_is_required_unless_disabled(made: List[Any]) -> None:
     app = build_app({"moesif.enabled": "false"})
     made.append(app)
     moesif = app.registry["moesif"]
-    assert isinstance(moesif, Moesif) and moesif.recorder is None
+    assert isinstance(moesif, Moesif) and moesif.pipeline is None
     response = webtest.TestApp(app).get("/items/1")
     assert "X-Moesif-Transaction-Id" not in response.headers
     assert moesif.flush(timeout=1) and moesif.stats() == {}

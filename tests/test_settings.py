@@ -11,8 +11,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 import pytest
 
-from moesif_integrations.core import settings as settings_module
-from moesif_integrations.core.settings import (
+from moesif_integrations.core.config import schema as settings_module
+from moesif_integrations.core.config.schema import (
     OPTIONS,
     ConfigurationError,
     OptionKind,

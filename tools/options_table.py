@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
-from moesif_integrations.core.settings import OPTIONS, OptionKind, OptionSpec
+from moesif_integrations.core.config.schema import OPTIONS, OptionKind, OptionSpec
 
 START_MARKER = "<!-- options:start -->"
 END_MARKER = "<!-- options:end -->"

@@ -29,12 +29,12 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Set, Union
 
 import bottle  # type: ignore[import-untyped]
 
-from ..core.integration import RecorderMethods
+from ..core.capture.wsgi import EXCHANGE_ENVIRON_KEY, StartResponse, WsgiCapture, WsgiExchange
+from ..core.config.schema import OPTIONS, ConfigurationError, Settings, SettingsLayer
+from ..core.config.values import InvalidValueError
+from ..core.integration import IntegrationMethods
 from ..core.logs import LogOnce
-from ..core.recorder import Recorder
-from ..core.settings import OPTIONS, ConfigurationError, Settings, SettingsLayer
-from ..core.settings_parse import InvalidValueError
-from ..core.wsgi_capture import EXCHANGE_ENVIRON_KEY, StartResponse, WsgiCapture, WsgiExchange
+from ..core.pipeline import Pipeline
 
 __all__ = ["MoesifPlugin"]
 
@@ -50,7 +50,7 @@ class BottleCapture(WsgiCapture):
         return str(route.rule) if route is not None else None
 
 
-class MoesifPlugin(RecorderMethods):
+class MoesifPlugin(IntegrationMethods):
     """Records every request to the app it is installed on; one plugin per app."""
 
     name = "moesif"
@@ -63,7 +63,7 @@ class MoesifPlugin(RecorderMethods):
         self._options = options
         self.app: Any = None
         self.settings: Optional[Settings] = None
-        self.recorder: Optional[Recorder] = None
+        self.pipeline: Optional[Pipeline] = None
         self._capture: Optional[BottleCapture] = None
         self._served: Callable[..., Iterable[bytes]]  # app.wsgi as it was; set by setup
         self._routes: Set[Any] = set()  # routes of self.app that this plugin applies to
@@ -81,8 +81,8 @@ class MoesifPlugin(RecorderMethods):
         self.app, self._routes = app, set()
         if not self.settings.enabled:
             return  # a pass-through: nothing hooked in
-        self.recorder = Recorder(self.settings)
-        self._capture = BottleCapture(self.recorder, hook_app=app)
+        self.pipeline = Pipeline(self.settings)
+        self._capture = BottleCapture(self.pipeline, hook_app=app)
         self._served = app.wsgi
         app.wsgi = self._wsgi
         app.add_hook("after_request", self._after_request)
@@ -157,9 +157,9 @@ class MoesifPlugin(RecorderMethods):
             ours = route.app is self.app and "mountpoint.target" not in route.config
             if ours or not self._route_enabled(route):
                 exchange.discard()
-                capture.recorder.skip()
+                capture.pipeline.skip()
         except Exception:
-            capture.recorder.capture_failed("bottle after_request")
+            capture.pipeline.capture_failed("bottle after_request")
 
     def _route_enabled(self, route: Any) -> bool:
         value = route.config.get(ROUTE_SWITCH)

@@ -1,18 +1,18 @@
 """What every integration object offers, written once: lifecycle, counters and profiles.
 
 The generic middleware, the Flask app state, the Bottle plugin, the Pyramid integration and the
-Falcon middleware each own one Recorder (None when ENABLED is false) and inherit these methods.
+Falcon middleware each own one Pipeline (None when ENABLED is false) and inherit these methods.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
-from .recorder import Recorder
+from .pipeline import Pipeline
 
 
-class RecorderMethods:
-    recorder: Optional[Recorder]
+class IntegrationMethods:
+    pipeline: Optional[Pipeline]
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -20,52 +20,52 @@ class RecorderMethods:
         """Delivers what is queued; True when all of it reached the collector in time.
 
         Blocks: under ASGI call it off the event loop (``loop.run_in_executor``)."""
-        return self.recorder.flush(timeout) if self.recorder else True
+        return self.pipeline.flush(timeout) if self.pipeline else True
 
     def shutdown(self, timeout: Optional[float] = None) -> bool:
         """Flushes within ``timeout`` (default SHUTDOWN_TIMEOUT) and stops the sender threads."""
-        return self.recorder.shutdown(timeout) if self.recorder else True
+        return self.pipeline.shutdown(timeout) if self.pipeline else True
 
     def stats(self) -> Dict[str, int]:
         """Counters: captured, sent, skipped, sampled_out, dropped_*, failed, queued, ..."""
-        return self.recorder.stats() if self.recorder else {}
+        return self.pipeline.stats() if self.pipeline else {}
 
     # -- users, companies, subscriptions, actions (moesifwsgi's methods, plus the rest) ----
     # Queued and sent in the background unless sync=True; never raise for network errors;
     # False when capture is disabled or the item could not be queued / delivered.
 
     def update_user(self, user_profile: Any, *, sync: bool = False) -> bool:
-        return self.recorder.api.update_user(user_profile, sync=sync) if self.recorder else False
+        return self.pipeline.api.update_user(user_profile, sync=sync) if self.pipeline else False
 
     def update_users_batch(self, user_profiles: Any, *, sync: bool = False) -> bool:
-        if self.recorder is None:
+        if self.pipeline is None:
             return False
-        return self.recorder.api.update_users_batch(user_profiles, sync=sync)
+        return self.pipeline.api.update_users_batch(user_profiles, sync=sync)
 
     def update_company(self, company_profile: Any, *, sync: bool = False) -> bool:
-        if self.recorder is None:
+        if self.pipeline is None:
             return False
-        return self.recorder.api.update_company(company_profile, sync=sync)
+        return self.pipeline.api.update_company(company_profile, sync=sync)
 
     def update_companies_batch(self, companies_profiles: Any, *, sync: bool = False) -> bool:
-        if self.recorder is None:
+        if self.pipeline is None:
             return False
-        return self.recorder.api.update_companies_batch(companies_profiles, sync=sync)
+        return self.pipeline.api.update_companies_batch(companies_profiles, sync=sync)
 
     def update_subscription(self, subscription: Any, *, sync: bool = False) -> bool:
-        if self.recorder is None:
+        if self.pipeline is None:
             return False
-        return self.recorder.api.update_subscription(subscription, sync=sync)
+        return self.pipeline.api.update_subscription(subscription, sync=sync)
 
     def update_subscriptions_batch(self, subscriptions: Any, *, sync: bool = False) -> bool:
-        if self.recorder is None:
+        if self.pipeline is None:
             return False
-        return self.recorder.api.update_subscriptions_batch(subscriptions, sync=sync)
+        return self.pipeline.api.update_subscriptions_batch(subscriptions, sync=sync)
 
     def send_action(self, action: Any, *, sync: bool = False) -> bool:
-        return self.recorder.api.send_action(action, sync=sync) if self.recorder else False
+        return self.pipeline.api.send_action(action, sync=sync) if self.pipeline else False
 
     def send_actions_batch(self, actions: Any, *, sync: bool = False) -> bool:
-        if self.recorder is None:
+        if self.pipeline is None:
             return False
-        return self.recorder.api.send_actions_batch(actions, sync=sync)
+        return self.pipeline.api.send_actions_batch(actions, sync=sync)

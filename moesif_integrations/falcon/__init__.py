@@ -34,15 +34,15 @@ from typing import Any, Dict, Mapping, Union
 import falcon
 import falcon.asgi
 
-from ..core.integration import RecorderMethods
-from ..core.recorder import Recorder
-from ..core.settings import Settings
+from ..core.config.schema import Settings
+from ..core.integration import IntegrationMethods
+from ..core.pipeline import Pipeline
 from .request import FalconCapture
 
 __all__ = ["MoesifMiddleware"]
 
 
-class MoesifMiddleware(RecorderMethods):
+class MoesifMiddleware(IntegrationMethods):
     """Records every request to a Falcon app as a Moesif event and ships it in the background."""
 
     def __init__(
@@ -57,8 +57,8 @@ class MoesifMiddleware(RecorderMethods):
             settings = Settings.load(merged)
         self.settings: Settings = settings
         self.enabled = settings.enabled
-        self.recorder = Recorder(settings) if self.enabled else None
-        self._capture = FalconCapture(self.recorder) if self.recorder else None
+        self.pipeline = Pipeline(settings) if self.enabled else None
+        self._capture = FalconCapture(self.pipeline) if self.pipeline else None
         # Where the request's exchange waits for process_response: the environ (scope) lives
         # exactly as long as the request. One key per instance, so two never mix.
         self._key = f"moesif.falcon_exchange.{id(self)}"
@@ -72,7 +72,7 @@ class MoesifMiddleware(RecorderMethods):
         try:
             exchange = capture.begin_wsgi(req, resp)
         except Exception:
-            capture.recorder.capture_failed("request")
+            capture.pipeline.capture_failed("request")
             return
         if exchange is not None:
             req.env[self._key] = exchange
@@ -87,7 +87,7 @@ class MoesifMiddleware(RecorderMethods):
             try:
                 exchange.respond(req, resp)
             except Exception:
-                self._capture.recorder.capture_failed("response")
+                self._capture.pipeline.capture_failed("response")
                 exchange.finish(error=False)
 
     # ------------------------------------------------------------------ falcon.asgi.App
@@ -101,7 +101,7 @@ class MoesifMiddleware(RecorderMethods):
         try:
             exchange = capture.begin_asgi(req, resp)
         except Exception:
-            capture.recorder.capture_failed("request")
+            capture.pipeline.capture_failed("request")
             return
         if exchange is not None:
             req.scope[self._key] = exchange
@@ -120,13 +120,13 @@ class MoesifMiddleware(RecorderMethods):
             try:
                 await exchange.respond_async(req, resp)
             except Exception:
-                self._capture.recorder.capture_failed("response")
+                self._capture.pipeline.capture_failed("response")
                 exchange.finish(error=False)
 
     async def process_shutdown(self, scope: Dict[str, Any], event: Dict[str, Any]) -> None:
         """ASGI lifespan shutdown: delivers what is queued, off the event loop."""
-        if self.recorder is not None:
+        if self.pipeline is not None:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, self.recorder.flush, self.settings.shutdown_timeout)
+            await loop.run_in_executor(None, self.pipeline.flush, self.settings.shutdown_timeout)
 
     # ------------------------------------------------------------------ lifecycle

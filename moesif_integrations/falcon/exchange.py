@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union, cast
 
 import falcon
 
-from ..core.capture import BodyCapture, InputTee
-from ..core.governance import Block
+from ..core.capture.asgi import AsyncReadTee, AsyncStreamTee, ReadTee, ReceiveTee
+from ..core.capture.tees import BodyCapture, InputTee
+from ..core.capture.wsgi import ResponseIterator, SizedResponseIterator, WsgiExchange
+from ..core.decide.governance import Block
 from ..core.record import ExchangeRecord
-from ..core.wsgi_capture import ResponseIterator, SizedResponseIterator, WsgiExchange
-from .streams import AsyncReadTee, AsyncStreamTee, ReadTee, ReceiveTee
 
 if TYPE_CHECKING:
     from .request import FalconCapture
@@ -178,7 +178,7 @@ class FalconExchange(ExchangeRecord):
         try:
             self._finish(error)
         except Exception:
-            self.capture.recorder.capture_failed("response")
+            self.capture.pipeline.capture_failed("response")
 
     def _finish(self, error: bool) -> None:
         self.response_time = _time()
@@ -208,7 +208,7 @@ class FalconExchange(ExchangeRecord):
             self.response_body = response_body.value()
             self.response_body_size = response_body.size
             self.response_capture = None
-        self.capture.recorder.submit(self)
+        self.capture.pipeline.submit(self)
 
 
 def answer_with(resp: Any, block: Block) -> None:

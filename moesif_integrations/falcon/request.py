@@ -11,7 +11,9 @@ import logging
 from time import time as _time
 from typing import Any, Dict, Optional
 
-from ..core.capture import (
+from ..core.capture.asgi import ReceiveTee
+from ..core.capture.ids import transaction_id_for
+from ..core.capture.tees import (
     BodyCapture,
     InputTee,
     RequestPathSettings,
@@ -19,22 +21,20 @@ from ..core.capture import (
     environ_path,
     note_transaction_id,
 )
-from ..core.ids import transaction_id_for
+from ..core.capture.wsgi import TRANSACTION_HEADER
 from ..core.logs import LogOnce
-from ..core.recorder import Recorder
-from ..core.wsgi_capture import TRANSACTION_HEADER
+from ..core.pipeline import Pipeline
 from .exchange import FalconExchange, _as_text, answer_with
-from .streams import ReceiveTee
 
 _problems = LogOnce()
 
 
 class FalconCapture(RequestPathSettings):
-    """The request path of one middleware: its Recorder, hooks and limits, read once."""
+    """The request path of one middleware: its Pipeline, hooks and limits, read once."""
 
-    def __init__(self, recorder: Recorder) -> None:
-        self.read_request_path_settings(recorder)
-        self.recorder: Recorder = recorder
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.read_request_path_settings(pipeline)
+        self.pipeline: Pipeline = pipeline
         self.has_identity_hooks = any(
             hook is not None
             for hook in (
@@ -49,8 +49,8 @@ class FalconCapture(RequestPathSettings):
         """Notes the request's facts before routing; None when SKIP says so."""
         started = _time()
         skip = self.skip_hook
-        if skip is not None and self.recorder.call_hook("SKIP", skip, req, resp):
-            self.recorder.skip()
+        if skip is not None and self.pipeline.call_hook("SKIP", skip, req, resp):
+            self.pipeline.skip()
             return None
         environ: Dict[str, Any] = req.env
         get = environ.get
@@ -82,7 +82,7 @@ class FalconCapture(RequestPathSettings):
             exchange.input_tee = tee = InputTee(req.stream, body)
             # Falcon 3 and 4 build bounded_stream from the environ, older code reads .stream.
             req.stream = environ["wsgi.input"] = tee
-        if self.recorder.governs:
+        if self.pipeline.governs:
             self._govern(exchange, resp)
         return exchange
 
@@ -90,8 +90,8 @@ class FalconCapture(RequestPathSettings):
         """The same from the ASGI scope and Falcon's parsed headers."""
         started = _time()
         skip = self.skip_hook
-        if skip is not None and self.recorder.call_hook("SKIP", skip, req, resp):
-            self.recorder.skip()
+        if skip is not None and self.pipeline.call_hook("SKIP", skip, req, resp):
+            self.pipeline.skip()
             return None
         scope = req.scope
         path = scope.get("path") or "/"
@@ -142,20 +142,20 @@ class FalconCapture(RequestPathSettings):
                     length = length.decode("latin-1")
                 exchange.declared_length = _declared_length(length)
             _capture_asgi_body(self, exchange, req)
-        if self.recorder.governs:
+        if self.pipeline.governs:
             self._govern(exchange, resp)
         return exchange
 
     def _govern(self, exchange: FalconExchange, resp: Any) -> None:
         """The governance seam, while rules are loaded: a Block answers for the resource."""
-        block = self.recorder.govern(exchange)
+        block = self.pipeline.govern(exchange)
         if block is not None:
             exchange.blocked_by = block.rule_id
             answer_with(resp, block)
 
     def identify(self, exchange: FalconExchange, req: Any, resp: Any) -> None:
         """The identification hooks, each once, with Falcon's (req, resp)."""
-        call = self.recorder.call_hook
+        call = self.pipeline.call_hook
         if self.identify_user is not None:
             exchange.user_id = _as_text(call("IDENTIFY_USER", self.identify_user, req, resp))
         if self.identify_company is not None:

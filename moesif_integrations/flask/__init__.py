@@ -27,9 +27,9 @@ from typing import Any, Dict, Mapping, Optional, Union
 import flask
 from flask.signals import got_request_exception
 
-from ..core.integration import RecorderMethods
-from ..core.recorder import Recorder
-from ..core.settings import ConfigurationError, Settings, SettingsLayer
+from ..core.config.schema import ConfigurationError, Settings, SettingsLayer
+from ..core.integration import IntegrationMethods
+from ..core.pipeline import Pipeline
 from .capture import CapturedWsgiApp, FlaskCapture
 
 __all__ = ["Moesif", "MoesifApp"]
@@ -39,17 +39,17 @@ CONFIG_SOURCE = "Flask app.config"
 EXTENSION_KEY = "moesif"
 
 
-class MoesifApp(RecorderMethods):
+class MoesifApp(IntegrationMethods):
     """The integration on one Flask app: ``app.extensions["moesif"]``."""
 
     def __init__(self, extension: Moesif, app: flask.Flask, settings: Settings) -> None:
         self.extension = extension
         self.settings = settings
         self.enabled = settings.enabled
-        self.recorder = Recorder(settings) if self.enabled else None
-        if self.recorder is None:
+        self.pipeline = Pipeline(settings) if self.enabled else None
+        if self.pipeline is None:
             return  # a pass-through: nothing hooked in
-        capture = FlaskCapture(self.recorder, hook_app=app)
+        capture = FlaskCapture(self.pipeline, hook_app=app)
         # First: Flask refuses it once the app has served a request, and then nothing has changed.
         app.teardown_request(capture.teardown)
         app.wsgi_app = CapturedWsgiApp(app.wsgi_app, capture)  # type: ignore[method-assign]

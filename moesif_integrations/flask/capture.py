@@ -7,7 +7,7 @@ from typing import Any, Dict, Iterable, Optional
 
 import flask
 
-from ..core.wsgi_capture import (
+from ..core.capture.wsgi import (
     EXCHANGE_ENVIRON_KEY,
     StartResponse,
     WSGIApp,
@@ -25,7 +25,7 @@ class FlaskCapture(WsgiCapture):
         user: Optional[str] = None
         uses_flask_login = getattr(self.hook_app, "login_manager", None) is not None
         if uses_flask_login and flask.has_request_context():
-            user = self.recorder.call_hook("Flask-Login current_user", _flask_login_user)
+            user = self.pipeline.call_hook("Flask-Login current_user", _flask_login_user)
         return user or super().framework_user(environ)
 
     def teardown(self, error: Optional[BaseException] = None) -> None:
@@ -45,7 +45,7 @@ class FlaskCapture(WsgiCapture):
                 exchange.status_line = "500 INTERNAL SERVER ERROR"
             exchange.identify()
         except Exception:
-            self.recorder.capture_failed("flask teardown")
+            self.pipeline.capture_failed("flask teardown")
 
     def note_exception(self, sender: Any, **extra: Any) -> None:
         """``got_request_exception``: comes before the error response, so teardown acts on it."""

@@ -28,10 +28,10 @@ from typing import Any
 from pyramid.interfaces import ITweens  # type: ignore[import-untyped]
 from pyramid.tweens import EXCVIEW, INGRESS, excview_tween_factory  # type: ignore[import-untyped]
 
-from ..core.integration import RecorderMethods
+from ..core.config.schema import Settings
+from ..core.integration import IntegrationMethods
 from ..core.logs import logger
-from ..core.recorder import Recorder
-from ..core.settings import Settings
+from ..core.pipeline import Pipeline
 from .settings import MoesifConfigurationError, load_settings
 from .tween import REQUEST_ENVIRON_KEY, Handler, MoesifTween, PyramidCapture
 
@@ -59,13 +59,13 @@ def includeme(config: Any) -> None:
         config.action(None, _check_tween_chain, args=(config.registry,))
 
 
-class Moesif(RecorderMethods):
+class Moesif(IntegrationMethods):
     """One Pyramid app's integration: its settings and delivery."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.enabled = settings.enabled
-        self.recorder = Recorder(settings) if self.enabled else None
+        self.pipeline = Pipeline(settings) if self.enabled else None
 
 
 def tween_factory(handler: Handler, registry: Any) -> Handler:
@@ -75,9 +75,9 @@ def tween_factory(handler: Handler, registry: Any) -> Handler:
         raise MoesifConfigurationError(
             f"{TWEEN_FACTORY} needs config.include('moesif_integrations.pyramid')"
         )
-    if moesif.recorder is None:
+    if moesif.pipeline is None:
         return handler  # disabled: a pass-through
-    return MoesifTween(handler, PyramidCapture(moesif.recorder, hook_app=registry))
+    return MoesifTween(handler, PyramidCapture(moesif.pipeline, hook_app=registry))
 
 
 def _check_tween_chain(registry: Any) -> None:

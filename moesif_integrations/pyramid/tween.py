@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 from pyramid.httpexceptions import HTTPException  # type: ignore[import-untyped]
 from pyramid.response import Response  # type: ignore[import-untyped]
 
-from ..core.wsgi_capture import WsgiCapture, WsgiExchange
+from ..core.capture.wsgi import WsgiCapture, WsgiExchange
 
 __all__ = ["REQUEST_ENVIRON_KEY", "MoesifTween", "PyramidCapture"]
 
@@ -30,7 +30,7 @@ class PyramidCapture(WsgiCapture):
     def framework_user(self, environ: Dict[str, Any]) -> Optional[str]:
         request = environ.get(REQUEST_ENVIRON_KEY)
         if request is not None:
-            user = self.recorder.call_hook("authenticated_userid", _authenticated_userid, request)
+            user = self.pipeline.call_hook("authenticated_userid", _authenticated_userid, request)
             if user is not None and user != "":
                 return str(user)
         return super().framework_user(environ)
@@ -61,7 +61,7 @@ class MoesifTween:
             try:
                 exchange = self.capture.begin(environ, started)
             except Exception:
-                self.capture.recorder.capture_failed("request")
+                self.capture.pipeline.capture_failed("request")
                 exchange = None
             if exchange is None:
                 return self.handler(request)
@@ -102,12 +102,12 @@ class MoesifTween:
             try:
                 self._attach(request, response, exchange, body, headers)
             except Exception:  # an unusual response object: it goes out as the view made it
-                self.capture.recorder.capture_failed("response")
+                self.capture.pipeline.capture_failed("response")
                 exchange.finish(error=False)
         try:
             exchange.identify()  # while the request (and its security policy) is at hand
         except Exception:
-            self.capture.recorder.capture_failed("identify")
+            self.capture.pipeline.capture_failed("identify")
         return response
 
     @staticmethod

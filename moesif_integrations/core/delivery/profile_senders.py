@@ -16,11 +16,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from .counters import Counters
-from .event_json import UnserializableEventError, serialize_event
-from .lifecycle import reset_in_forked_child, shut_down_at_exit
-from .logs import LogOnce
-from .profiles import (
+from ..counters import Counters
+from ..lifecycle import reset_in_forked_child, shut_down_at_exit
+from ..logs import LogOnce
+from ..wire.profile_items import (
     ACTIONS,
     COMPANIES,
     SUBSCRIPTIONS,
@@ -29,7 +28,8 @@ from .profiles import (
     wire_item,
     wire_items,
 )
-from .queue_sender import QueueSender
+from ..wire.serialize import UnserializableEventError, serialize_event
+from .queue import QueueSender
 from .transport import Response, Transport, TransportOptions
 
 __all__ = ["ProfileClient", "ProfileOptions"]

@@ -1,6 +1,6 @@
 """The core's one object per integration: settings, hooks, counters and delivery.
 
-Every adapter owns one Recorder. It knows no framework: adapters hand it raw records, it decides
+Every adapter owns one Pipeline. It knows no framework: adapters hand it raw records, it decides
 sampling, queues them, and its sender threads build, mask, serialise and deliver the events.
 """
 
@@ -11,25 +11,25 @@ import logging
 import time
 from typing import Any, Callable, Dict, Optional
 
-from .api import ProfileClient, ProfileOptions
+from .config.schema import Settings
 from .counters import Counters
-from .delivery_process import ProcessDispatcher
-from .dispatch import Dispatcher, DispatchOptions
-from .events import (
+from .decide.governance import Block
+from .delivery.event_senders import Dispatcher, DispatchOptions
+from .delivery.process import ProcessDispatcher
+from .delivery.profile_senders import ProfileClient, ProfileOptions
+from .delivery.transport import TransportOptions
+from .logs import LogOnce, logger
+from .record import ExchangeRecord
+from .wire.event import (
     EventBuilder,
     EventOptions,
     MaskEventError,
     UnserializableEventError,
     serialize_event,
 )
-from .governance import Block
-from .logs import LogOnce, logger
-from .record import ExchangeRecord
-from .settings import Settings
-from .transport import TransportOptions
 
 
-class Recorder:
+class Pipeline:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         settings.apply_logging()

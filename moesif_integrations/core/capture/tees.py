@@ -99,9 +99,9 @@ def _header_reader(names: Tuple[str, ...]) -> HeaderReader:
 class RequestPathSettings:
     """The settings every request path reads on each request, read once into attributes."""
 
-    def read_request_path_settings(self, recorder: Any) -> None:
-        settings = recorder.settings
-        self.recorder = recorder
+    def read_request_path_settings(self, pipeline: Any) -> None:
+        settings = pipeline.settings
+        self.pipeline = pipeline
         self.log_body: bool = settings.log_body
         self.request_limit: int = settings.request_max_body_size
         self.response_limit: int = settings.response_max_body_size

@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple
 
+from ..logs import LogOnce
+from ..record import ExchangeRecord
 from .bodies import FAST_JSON, encode_body, json_fragment
-from .event_json import UnserializableEventError, serialize_event
-from .event_model import MaskEventError, apply_mask_event_model
 from .headers import (
     HeaderMasker,
     canonical_header_name,
@@ -23,9 +23,9 @@ from .headers import (
     join_plain_headers,
 )
 from .identity import ClientIpResolver, IPNetwork, user_id_from_value
-from .logs import LogOnce
-from .record import ExchangeRecord
-from .timefmt import format_times
+from .mask_event_model import MaskEventError, apply_mask_event_model
+from .serialize import UnserializableEventError, serialize_event
+from .times import format_times
 
 __all__ = [
     "EventBuilder",

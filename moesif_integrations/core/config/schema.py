@@ -29,8 +29,8 @@ from typing import (
     Union,
 )
 
-from .logs import LogOnce, logger
-from .settings_parse import (
+from ..logs import LogOnce, logger
+from .values import (
     Bounds,
     Hook,
     InvalidValueError,

@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any, Deque, List, Optional
 
-from .logs import logger
+from ..logs import logger
 
 
 class QueueSender:

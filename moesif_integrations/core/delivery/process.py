@@ -24,15 +24,15 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Union, cast
 
-from . import process_wire as wire
-from .counters import Counters
-from .dispatch import Dispatcher, DispatchOptions, Encoder
-from .logs import logger
-from .record import ExchangeRecord
-from .settings import OPTIONS, OptionKind, Settings
+from ..config.schema import OPTIONS, OptionKind, Settings
+from ..counters import Counters
+from ..logs import logger
+from ..record import ExchangeRecord
+from . import pipe as wire
+from .event_senders import Dispatcher, DispatchOptions, Encoder
 from .transport import Transport, TransportOptions
 
-_CHILD_MODULE = "moesif_integrations.core.delivery_child"
+_CHILD_MODULE = "moesif_integrations.core.delivery.child"
 _record_bytes = wire.record_bytes
 # Longest wait for a new delivery process to read its settings (a loaded machine's cold start).
 _READY_TIMEOUT = 30.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Awaitable, Callable, Dict, Optional, Protocol
 
-from ..core.capture import BodyCapture
+from .tees import BodyCapture
 
 AsgiEvent = Dict[str, Any]
 

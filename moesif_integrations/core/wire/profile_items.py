@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Tuple
 
-from .timefmt import format_time
+from .times import format_time
 
 
 @dataclass(frozen=True)

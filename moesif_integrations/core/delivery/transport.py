@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, Optional
 from urllib.parse import urlsplit
 
-from .._version import __version__
+from ..._version import __version__
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from ..config.schema import Settings
 
 USER_AGENT = f"moesif-integrations-python/{__version__}"
 

@@ -12,17 +12,17 @@ from __future__ import annotations
 from time import time as _time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from .capture import (
+from ..decide.governance import Block
+from ..pipeline import Pipeline
+from ..record import ExchangeRecord
+from .ids import new_transaction_id, pooled_transaction_id, transaction_id_for
+from .tees import (
     BodyCapture,
     BoundedBody,
     InputTee,
     RequestPathSettings,
     environ_header_items,
 )
-from .governance import Block
-from .ids import new_transaction_id, pooled_transaction_id, transaction_id_for
-from .record import ExchangeRecord
-from .recorder import Recorder
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Dict[str, Any], StartResponse], Iterable[bytes]]
@@ -67,15 +67,15 @@ def _content_length(environ: Dict[str, Any]) -> int:
 
 
 class WsgiCapture(RequestPathSettings):
-    """Captures exchanges of one WSGI app for one Recorder. Adapters may subclass it to add
+    """Captures exchanges of one WSGI app for one Pipeline. Adapters may subclass it to add
     what their framework knows (the route, the logged-in user)."""
 
-    def __init__(self, recorder: Recorder, hook_app: Any = None) -> None:
-        self.read_request_path_settings(recorder)
-        self.recorder: Recorder = recorder
+    def __init__(self, pipeline: Pipeline, hook_app: Any = None) -> None:
+        self.read_request_path_settings(pipeline)
+        self.pipeline: Pipeline = pipeline
         # The first argument moesifwsgi passes to every hook.
         self.hook_app = hook_app
-        self.api_version = recorder.settings.api_version
+        self.api_version = pipeline.settings.api_version
         self.has_identity_hooks = any(
             h is not None
             for h in (
@@ -105,7 +105,7 @@ class WsgiCapture(RequestPathSettings):
             else:
                 exchange = self.begin(environ, started)
         except Exception:
-            self.recorder.capture_failed("request")
+            self.pipeline.capture_failed("request")
             exchange = None
         if exchange is None:
             return app(environ, start_response)
@@ -116,10 +116,10 @@ class WsgiCapture(RequestPathSettings):
 
     def begin(self, environ: Dict[str, Any], started: float) -> Optional[WsgiExchange]:
         """Notes the request's facts; None when SKIP says so."""
-        if self.skip_hook is not None and self.recorder.call_hook(
+        if self.skip_hook is not None and self.pipeline.call_hook(
             "SKIP", self.skip_hook, self.hook_app, environ
         ):
-            self.recorder.skip()
+            self.pipeline.skip()
             return None
         return WsgiExchange(self, environ, started)
 
@@ -242,8 +242,8 @@ class WsgiExchange(ExchangeRecord, BoundedBody):
         # The app gets a bound method, not a closure: cheaper to make, once per request.
         self.server_start_response: Optional[StartResponse] = start_response
         capture = self.capture
-        if capture.recorder.governs:
-            block = capture.recorder.govern(self)
+        if capture.pipeline.governs:
+            block = capture.pipeline.govern(self)
             if block is not None:
                 return self._answer_blocked(block, self.start_response)
         try:
@@ -268,7 +268,7 @@ class WsgiExchange(ExchangeRecord, BoundedBody):
                         else:
                             body.add(chunk)
                 except Exception:  # not bytes: the server will say so; capture never raises
-                    capture.recorder.capture_failed("response")
+                    capture.pipeline.capture_failed("response")
             self.finish(False)
             return result
         environ = self.environ
@@ -337,7 +337,7 @@ class WsgiExchange(ExchangeRecord, BoundedBody):
             if response_headers is None:
                 response_headers = dict(self.response_headers)
             self._expose_bodies(response_headers)
-            call = capture.recorder.call_hook
+            call = capture.pipeline.call_hook
             app = capture.hook_app
             if capture.identify_user is not None:
                 record.user_id = _as_text(
@@ -372,7 +372,7 @@ class WsgiExchange(ExchangeRecord, BoundedBody):
         if self.response_capture is not None:
             environ["moesif.response_body_chunks"] = list(self.response_capture.chunks)
         if self.tee is not None and "moesif.request_body" not in environ:
-            from .bodies import encode_body  # worker-side code, only needed for hooks
+            from ..wire.bodies import encode_body  # worker-side code, only needed for hooks
 
             capture = self.tee.capture
             body, _encoding = encode_body(
@@ -452,9 +452,9 @@ class WsgiExchange(ExchangeRecord, BoundedBody):
             if environ.get(EXCHANGE_ENVIRON_KEY) is self:
                 del environ[EXCHANGE_ENVIRON_KEY]
             self.environ = _NO_ENVIRON
-            self.capture.recorder.submit(self)
+            self.capture.pipeline.submit(self)
         except Exception:
-            self.capture.recorder.capture_failed("response")
+            self.capture.pipeline.capture_failed("response")
 
 
 # What a finished exchange holds instead of the request's environ (an adapter may still look).
@@ -525,7 +525,7 @@ class ResponseIterator:
                         else:
                             capture.add(chunk)
                     except Exception:  # not bytes: the server will say so; capture never raises
-                        exchange.capture.recorder.capture_failed("response")
+                        exchange.capture.pipeline.capture_failed("response")
                         capture = None
                 yield chunk
         except GeneratorExit:  # close() before the end: close() finishes the exchange

@@ -16,7 +16,7 @@ import struct
 from operator import attrgetter
 from typing import Any, BinaryIO, Optional, Tuple
 
-from .record import ExchangeRecord
+from ..record import ExchangeRecord
 
 _HEADER = struct.Struct("!IB")
 

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional
 
-from .counters import Counters
-from .lifecycle import reset_in_forked_child, shut_down_at_exit
-from .logs import LogOnce
-from .queue_sender import QueueSender
-from .record import ExchangeRecord
+from ..counters import Counters
+from ..lifecycle import reset_in_forked_child, shut_down_at_exit
+from ..logs import LogOnce
+from ..record import ExchangeRecord
+from .queue import QueueSender
 from .transport import Response, Transport, TransportOptions, gzip_compress
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from ..config.schema import Settings
 
 EVENTS_BATCH_PATH = "/v1/events/batch"
 # About a tenth of a millisecond of encoding between two chances for the app to run.

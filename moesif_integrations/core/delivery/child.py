@@ -1,8 +1,8 @@
 """The delivery process: builds, batches and sends the events of one app process.
 
 Started by ``delivery_process.ProcessDispatcher`` as ``python -m
-moesif_integrations.core.delivery_child`` with its stdin and stdout as pipes to the app's
-process. It runs the same Recorder and sender threads an app process runs without
+moesif_integrations.core.delivery.child`` with its stdin and stdout as pipes to the app's
+process. It runs the same Pipeline and sender threads an app process runs without
 DELIVERY_PROCESS, fed from the pipe instead of from the request path, so event building, gzip
 and HTTP use their own interpreter (and GIL) on another CPU. It reports its counters back and
 forwards its log lines to the app's logging. It ends when told to or when the pipe closes (the
@@ -20,11 +20,11 @@ import threading
 import time
 from typing import Any, BinaryIO, Dict, Optional, Union
 
-from . import process_wire as wire
-from .logs import logger
-from .record import ExchangeRecord
-from .recorder import Recorder
-from .settings import Settings
+from ..config.schema import Settings
+from ..logs import logger
+from ..pipeline import Pipeline
+from ..record import ExchangeRecord
+from . import pipe as wire
 
 # How often counters changed by the senders are reported (a flush answers at once).
 _STATUS_INTERVAL = 0.2
@@ -44,7 +44,7 @@ class PreEncoded:
         return len(self.data) + 100
 
 
-class ChildRecorder(Recorder):
+class ChildRecorder(Pipeline):
     def _encode(self, record: Union[ExchangeRecord, PreEncoded]) -> Optional[bytes]:
         if isinstance(record, PreEncoded):
             return record.data
@@ -84,15 +84,15 @@ class _ForwardLogs(logging.Handler):
 
 class DeliveryChild:
     def __init__(self, settings: Settings, replies: _Replies) -> None:
-        self.recorder = ChildRecorder(settings)
-        self.dispatcher = self.recorder.dispatcher
+        self.pipeline = ChildRecorder(settings)
+        self.dispatcher = self.pipeline.dispatcher
         self.replies = replies
         self._reported: Any = None
         self._done = threading.Event()
 
     def status(self) -> Dict[str, Any]:
         return {
-            "counters": self.recorder.counters.snapshot(),
+            "counters": self.pipeline.counters.snapshot(),
             "queued": self.dispatcher.queued(),
             "etag": self.dispatcher.last_etag,
         }
@@ -113,9 +113,9 @@ class DeliveryChild:
         """Reads frames until told to stop or the pipe closes; then flushes and says goodbye."""
         reporter = threading.Thread(target=self.report_changes, name="moesif-status", daemon=True)
         reporter.start()
-        timeout = self.recorder.settings.shutdown_timeout
+        timeout = self.pipeline.settings.shutdown_timeout
         put = self.dispatcher.put
-        encode = self.recorder._encode
+        encode = self.pipeline._encode
         while True:
             frame = wire.read_frame(stream)
             if frame is None:
