@@ -3,7 +3,8 @@ moesifwsgi, with delivery to a local collector in another process counted.
 
     python benchmarks/overhead.py [--requests N] [--rounds R] [--quick] [--json out.json]
         [--only generic,generic-process,flask,moesifwsgi,bottle,pyramid,falcon,falcon-asgi]
-        [--no-ceiling] [--no-sustained] [--no-pipeline]
+        [--no-ceiling] [--no-sustained] [--no-pipeline] [--request-path-blocks N]
+        [--instructions]
 
 Prints Markdown (progress goes to stderr). See benchmarks/README.md for what each number means.
 """
@@ -54,6 +55,15 @@ from report import (  # noqa: E402
     sustained_table,
     target_lines,
 )
+from request_path import (  # noqa: E402
+    InstructionResult,
+    RequestPathResult,
+    instruction_table,
+    measure_instructions,
+    measure_request_path,
+    request_path_table,
+    valgrind_missing,
+)
 
 SELECTABLE = (
     "generic",
@@ -102,8 +112,20 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         action="store_true",
         help="skip the ceiling cases (delivery alone: a ready record queued per request)",
     )
+    parser.add_argument(
+        "--request-path-blocks",
+        type=int,
+        help="paired blocks of the request-path microscope (default 30; 0 skips it)",
+    )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count the request path's instructions under valgrind (about two minutes)",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
+    if args.request_path_blocks is None:
+        args.request_path_blocks = 10 if quick else 30
     args.requests = args.requests or (1000 if quick else 5000)
     args.rounds = args.rounds or (3 if quick else 5)
     args.pipeline_events = args.pipeline_events or (1000 if quick else 5000)
@@ -255,6 +277,40 @@ def run_pipeline(selected: set, events: int, rounds: int, notes: List[str]) -> L
     return results
 
 
+def run_request_path(selected: set, blocks: int, notes: List[str]) -> List[RequestPathResult]:
+    """The request-path microscope on the Flask app, for this project's WSGI integrations."""
+    if missing("flask"):
+        notes.append("request path skipped: it uses the Flask app, and flask is missing")
+        return []
+    flask = next(f for f in FRAMEWORKS if f.name == "flask")
+    integrations = [
+        name for option, name in (("generic", "generic"), ("flask", "ours")) if option in selected
+    ]
+    results = []
+    with CollectorProcess("request-path") as collector:
+        for integration in integrations:
+            for spec in REQUESTS:
+                results.append(
+                    measure_request_path(
+                        integration, flask.build, spec, collector.url, blocks, progress_to_stderr
+                    )
+                )
+    return results
+
+
+def run_instructions(selected: set, notes: List[str]) -> List[InstructionResult]:
+    problem = valgrind_missing() or missing("flask")
+    if problem:
+        notes.append(f"instruction counts skipped: {problem}")
+        return []
+    integrations = [
+        name for option, name in (("generic", "generic"), ("flask", "ours")) if option in selected
+    ]
+    return measure_instructions(
+        "flask", integrations, [spec.name for spec in REQUESTS], progress_to_stderr
+    )
+
+
 # ------------------------------------------------------------------------------ reporting
 
 
@@ -317,6 +373,13 @@ def render(
             "",
             *sustained_lines,
         ]
+    if measured.request_path:
+        lines += ["", *request_path_table(measured.request_path, "Flask app")]
+    if measured.instructions:
+        lines += [
+            "",
+            *instruction_table(measured.instructions, measured.request_path, "Flask app"),
+        ]
     pipeline_lines = pipeline_table(pipeline, incumbent)
     if pipeline_lines:
         lines += [
@@ -336,6 +399,8 @@ class Measured:
     counters: Dict[str, Dict[str, int]]
     sustained: List[SustainedResult]
     pipeline: List[PipelineResult]
+    request_path: List[RequestPathResult]
+    instructions: List[InstructionResult]
 
     def ceiling_json(self) -> List[Dict[str, Any]]:
         """The ceiling table's rows (none: the ceiling did not run)."""
@@ -400,10 +465,16 @@ def measure_all(args: argparse.Namespace, notes: List[str]) -> Measured:
                 for case in cases:
                     case.driver.close()
             summaries = summarise(cases)
+    request_path: List[RequestPathResult] = []
+    if args.request_path_blocks > 0:
+        request_path = run_request_path(args.selected, args.request_path_blocks, notes)
+    instructions: List[InstructionResult] = []
+    if args.instructions:
+        instructions = run_instructions(args.selected, notes)
     pipeline: List[PipelineResult] = []
     if not args.no_pipeline:
         pipeline = run_pipeline(args.selected, args.pipeline_events, args.pipeline_rounds, notes)
-    return Measured(summaries, stats, sustained, pipeline)
+    return Measured(summaries, stats, sustained, pipeline, request_path, instructions)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -440,6 +511,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     "counters": measured.counters,
                     "sustained": [r.__dict__ for r in measured.sustained],
                     "pipeline": [r.as_json() for r in measured.pipeline],
+                    "request_path": [r.as_json() for r in measured.request_path],
+                    "instructions": [r.as_json() for r in measured.instructions],
                     "notes": notes,
                     "report": report,
                 },
