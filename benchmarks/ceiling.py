@@ -36,7 +36,7 @@ def build_app(framework: Framework, integration: str, settings: BenchSettings) -
     # One record per request kind (the same GET and POST as every case); the pipeline only
     # reads a record, so the same one is queued again and again.
     records = {spec.method: captured_record(middleware, spec) for spec in REQUESTS}
-    put = middleware.pipeline.dispatcher.put
+    put = middleware.pipeline.delivery.put
 
     def app(environ: Dict[str, Any], start_response: Any) -> Any:
         result = bare(environ, start_response)
@@ -50,7 +50,7 @@ def build_app(framework: Framework, integration: str, settings: BenchSettings) -
 
 def captured_record(middleware: Any, spec: RequestSpec) -> Any:
     """The record ``middleware`` queues for one request of ``spec``, kept instead of queued."""
-    dispatcher = middleware.pipeline.dispatcher
+    dispatcher = middleware.pipeline.delivery
     kept: List[Any] = []
 
     def keep(record: Any) -> bool:

@@ -319,7 +319,7 @@ class DeliveryProcessProbe:
         # moesif_integrations/core/delivery_process.py: ProcessDispatcher._process, started by
         # the first hand-off (so after the warm-up).
         pipeline = getattr(self._built.integration, "pipeline", None)
-        process = getattr(getattr(pipeline, "dispatcher", None), "_process", None)
+        process = getattr(getattr(pipeline, "delivery", None), "_process", None)
         return None if process is None or process.gone else process.pid
 
     def _read(self, name: str) -> Optional[str]:

@@ -45,7 +45,7 @@ def delivery_counts(app: MoesifMiddleware) -> Tuple[int, int, int, int]:
 
 def delivery_pid(app: MoesifMiddleware) -> int:
     assert app.pipeline is not None
-    dispatcher = app.pipeline.dispatcher
+    dispatcher = app.pipeline.delivery
     assert isinstance(dispatcher, ProcessDispatcher)
     process = dispatcher._process
     assert process is not None
@@ -222,7 +222,7 @@ def test_shutdown_ends_the_delivery_process(
     for _ in range(10):
         call(app)
     assert app.pipeline is not None
-    dispatcher = app.pipeline.dispatcher
+    dispatcher = app.pipeline.delivery
     assert isinstance(dispatcher, ProcessDispatcher)
     deadline = time.monotonic() + 20
     while dispatcher._process is None and time.monotonic() < deadline:
@@ -277,7 +277,7 @@ def test_exit_of_the_app_process_delivers_what_it_captured(collector: Collector)
         """
         for _ in range(300):
             call(mw)
-        print(mw.pipeline.dispatcher._process and mw.pipeline.dispatcher._process.pid)
+        print(mw.pipeline.delivery._process and mw.pipeline.delivery._process.pid)
         """,
     )
     assert done.returncode == 0, done.stderr
@@ -353,7 +353,7 @@ def test_an_embedded_interpreter_sends_from_the_app_process(
     assert len(collector.wait_for_events(1)) == 1
     assert "'/usr/bin/uwsgi') is not a Python interpreter" in caplog.text
     assert app.pipeline is not None
-    assert getattr(app.pipeline.dispatcher, "_process", None) is None
+    assert getattr(app.pipeline.delivery, "_process", None) is None
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
@@ -369,7 +369,7 @@ def test_a_killed_app_process_leaves_its_delivery_process_to_deliver(
         from moesif_integrations.core.delivery.event_senders import Dispatcher
         for _ in range(40):
             call(mw)
-        dispatcher = mw.pipeline.dispatcher
+        dispatcher = mw.pipeline.delivery
         assert Dispatcher.flush(dispatcher, 20)  # handed off, not yet sent
         print(dispatcher._process.pid, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)

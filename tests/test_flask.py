@@ -140,7 +140,7 @@ def test_delivery_process_from_app_config_keeps_what_the_extension_knows(
         assert get(app, f"/items/{item}").status_code == 200
     events = deliver(moesif, collector, 3)
     pipeline = app.extensions["moesif"].pipeline
-    process = pipeline.dispatcher._process
+    process = pipeline.delivery._process
     assert process is not None and process.pid != os.getpid()
     # Hooks and the route ran in the app's process; the event was built in the other one.
     assert sorted(e["metadata"]["path"] for e in events) == ["/items/a", "/items/b", "/items/c"]

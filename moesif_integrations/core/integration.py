@@ -35,37 +35,39 @@ class IntegrationMethods:
     # False when capture is disabled or the item could not be queued / delivered.
 
     def update_user(self, user_profile: Any, *, sync: bool = False) -> bool:
-        return self.pipeline.api.update_user(user_profile, sync=sync) if self.pipeline else False
+        return (
+            self.pipeline.profiles.update_user(user_profile, sync=sync) if self.pipeline else False
+        )
 
     def update_users_batch(self, user_profiles: Any, *, sync: bool = False) -> bool:
         if self.pipeline is None:
             return False
-        return self.pipeline.api.update_users_batch(user_profiles, sync=sync)
+        return self.pipeline.profiles.update_users_batch(user_profiles, sync=sync)
 
     def update_company(self, company_profile: Any, *, sync: bool = False) -> bool:
         if self.pipeline is None:
             return False
-        return self.pipeline.api.update_company(company_profile, sync=sync)
+        return self.pipeline.profiles.update_company(company_profile, sync=sync)
 
     def update_companies_batch(self, companies_profiles: Any, *, sync: bool = False) -> bool:
         if self.pipeline is None:
             return False
-        return self.pipeline.api.update_companies_batch(companies_profiles, sync=sync)
+        return self.pipeline.profiles.update_companies_batch(companies_profiles, sync=sync)
 
     def update_subscription(self, subscription: Any, *, sync: bool = False) -> bool:
         if self.pipeline is None:
             return False
-        return self.pipeline.api.update_subscription(subscription, sync=sync)
+        return self.pipeline.profiles.update_subscription(subscription, sync=sync)
 
     def update_subscriptions_batch(self, subscriptions: Any, *, sync: bool = False) -> bool:
         if self.pipeline is None:
             return False
-        return self.pipeline.api.update_subscriptions_batch(subscriptions, sync=sync)
+        return self.pipeline.profiles.update_subscriptions_batch(subscriptions, sync=sync)
 
     def send_action(self, action: Any, *, sync: bool = False) -> bool:
-        return self.pipeline.api.send_action(action, sync=sync) if self.pipeline else False
+        return self.pipeline.profiles.send_action(action, sync=sync) if self.pipeline else False
 
     def send_actions_batch(self, actions: Any, *, sync: bool = False) -> bool:
         if self.pipeline is None:
             return False
-        return self.pipeline.api.send_actions_batch(actions, sync=sync)
+        return self.pipeline.profiles.send_actions_batch(actions, sync=sync)

@@ -1,12 +1,13 @@
-"""The core's one object per integration: settings, hooks, counters and delivery.
+"""The facade every integration holds: capture -> decide -> queue, and stats, flush, shutdown.
 
-Every adapter owns one Pipeline. It knows no framework: adapters hand it raw records, it decides
-sampling, queues them, and its sender threads build, mask, serialise and deliver the events.
+Every adapter owns one Pipeline. It knows no framework: the request path (``capture/``) hands
+it raw records through the small interface ``capture.sink.CaptureSink`` declares, it decides what
+happens to them (``decide/``) and queues them for delivery (``delivery/``), where they become
+wire events (``wire/``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from typing import Any, Callable, Dict, Optional
@@ -20,13 +21,7 @@ from .delivery.profile_senders import ProfileClient, ProfileOptions
 from .delivery.transport import TransportOptions
 from .logs import LogOnce, logger
 from .record import ExchangeRecord
-from .wire.event import (
-    EventBuilder,
-    EventOptions,
-    MaskEventError,
-    UnserializableEventError,
-    serialize_event,
-)
+from .wire.event import EventEncoder
 
 
 class Pipeline:
@@ -35,21 +30,21 @@ class Pipeline:
         settings.apply_logging()
         self.counters = Counters()
         self._problems = LogOnce()
-        options = EventOptions.from_settings(settings)
-        self._builder = EventBuilder(options, fingerprint_key=fingerprint_key(settings))
+        # Records -> wire JSON, on the sender threads (or in the delivery process).
+        self.encoder = EventEncoder(settings, self.counters)
         delivery = (
             DispatchOptions.from_settings(settings),
             TransportOptions.from_settings(settings),
-            self._encode,
+            self.encoder.encode,
             self.counters,
         )
-        self.dispatcher: Dispatcher = (
+        self.delivery: Dispatcher = (
             ProcessDispatcher(*delivery, settings)
             if settings.delivery_process
             else Dispatcher(*delivery)
         )
         # Users, companies, subscriptions and actions; no thread or network until first used.
-        self.api = ProfileClient(
+        self.profiles = ProfileClient(
             TransportOptions.from_settings(settings),
             self.counters,
             ProfileOptions(shutdown_timeout=settings.shutdown_timeout),
@@ -104,65 +99,32 @@ class Pipeline:
 
     def submit(self, record: ExchangeRecord) -> None:
         """Decides sampling, then queues the record for the sender threads."""
-        self.dispatcher.put(record)
+        self.delivery.put(record)
 
     def skip(self) -> None:
         self.counters.add("skipped")
-
-    # ------------------------------------------------------------------ sender threads
-
-    def _encode(self, record: ExchangeRecord) -> Optional[bytes]:
-        try:
-            event = self._builder.build(record)
-        except MaskEventError:
-            self.counters.add("dropped_mask_error")
-            self._problems.log(
-                "mask",
-                logging.WARNING,
-                "MASK_EVENT_MODEL failed; the event was dropped (fails closed)",
-                exc_info=True,
-            )
-            return None
-        try:
-            return serialize_event(event)
-        except UnserializableEventError as exc:
-            self.counters.add("dropped_unserializable")
-            self._problems.log(
-                "unserializable",
-                logging.WARNING,
-                "an event could not be serialised to JSON (%s); it was dropped",
-                exc,
-            )
-            return None
 
     # ------------------------------------------------------------------ lifecycle
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         # Both senders work meanwhile; the profiles get what is left of the one budget.
         deadline = None if timeout is None else time.monotonic() + timeout
-        events_flushed = self.dispatcher.flush(timeout)
-        return self.api.flush(_remaining(deadline)) and events_flushed
+        events_flushed = self.delivery.flush(timeout)
+        return self.profiles.flush(_remaining(deadline)) and events_flushed
 
     def shutdown(self, timeout: Optional[float] = None) -> bool:
         if timeout is None:
             timeout = self.settings.shutdown_timeout
         deadline = time.monotonic() + timeout
-        events_delivered = self.dispatcher.shutdown(timeout)
-        return self.api.shutdown(_remaining(deadline)) and events_delivered
+        events_delivered = self.delivery.shutdown(timeout)
+        return self.profiles.shutdown(_remaining(deadline)) and events_delivered
 
     def stats(self) -> Dict[str, int]:
         stats = self.counters.snapshot()
-        stats["captured"] = self.dispatcher.captured
-        stats["queued"] = self.dispatcher.queued()
+        stats["captured"] = self.delivery.captured
+        stats["queued"] = self.delivery.queued()
         return stats
 
 
 def _remaining(deadline: Optional[float]) -> Optional[float]:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def fingerprint_key(settings: Settings) -> bytes:
-    """A per-application key for header fingerprints: stable across processes and restarts."""
-    return hashlib.sha256(
-        b"moesif-integrations/header-fingerprint/" + settings.application_id.encode("utf-8")
-    ).digest()

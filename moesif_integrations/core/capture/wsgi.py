@@ -13,9 +13,9 @@ from time import time as _time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..decide.governance import Block
-from ..pipeline import Pipeline
 from ..record import ExchangeRecord
 from .ids import new_transaction_id, pooled_transaction_id, transaction_id_for
+from .sink import CaptureSink
 from .tees import (
     BodyCapture,
     BoundedBody,
@@ -67,12 +67,12 @@ def _content_length(environ: Dict[str, Any]) -> int:
 
 
 class WsgiCapture(RequestPathSettings):
-    """Captures exchanges of one WSGI app for one Pipeline. Adapters may subclass it to add
+    """Captures exchanges of one WSGI app for one CaptureSink. Adapters may subclass it to add
     what their framework knows (the route, the logged-in user)."""
 
-    def __init__(self, pipeline: Pipeline, hook_app: Any = None) -> None:
+    def __init__(self, pipeline: CaptureSink, hook_app: Any = None) -> None:
         self.read_request_path_settings(pipeline)
-        self.pipeline: Pipeline = pipeline
+        self.pipeline: CaptureSink = pipeline
         # The first argument moesifwsgi passes to every hook.
         self.hook_app = hook_app
         self.api_version = pipeline.settings.api_version

@@ -18,13 +18,16 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, BinaryIO, Dict, Optional, Union
+from typing import Any, BinaryIO, Dict, Optional, Union, cast
 
 from ..config.schema import Settings
+from ..counters import Counters
 from ..logs import logger
-from ..pipeline import Pipeline
 from ..record import ExchangeRecord
+from ..wire.event import EventEncoder
 from . import pipe as wire
+from .event_senders import Dispatcher, DispatchOptions, Encoder
+from .transport import TransportOptions
 
 # How often counters changed by the senders are reported (a flush answers at once).
 _STATUS_INTERVAL = 0.2
@@ -44,11 +47,9 @@ class PreEncoded:
         return len(self.data) + 100
 
 
-class ChildRecorder(Pipeline):
-    def _encode(self, record: Union[ExchangeRecord, PreEncoded]) -> Optional[bytes]:
-        if isinstance(record, PreEncoded):
-            return record.data
-        return super()._encode(record)
+def _pre_encoded(item: Union[ExchangeRecord, PreEncoded]) -> Optional[bytes]:
+    """The senders' encode step here: events were encoded as they arrived."""
+    return item.data if isinstance(item, PreEncoded) else None
 
 
 class _Replies:
@@ -84,15 +85,22 @@ class _ForwardLogs(logging.Handler):
 
 class DeliveryChild:
     def __init__(self, settings: Settings, replies: _Replies) -> None:
-        self.pipeline = ChildRecorder(settings)
-        self.dispatcher = self.pipeline.dispatcher
+        self.settings = settings
+        self.counters = Counters()
+        self.encoder = EventEncoder(settings, self.counters)
+        self.dispatcher = Dispatcher(
+            DispatchOptions.from_settings(settings),
+            TransportOptions.from_settings(settings),
+            cast(Encoder, _pre_encoded),
+            self.counters,
+        )
         self.replies = replies
         self._reported: Any = None
         self._done = threading.Event()
 
     def status(self) -> Dict[str, Any]:
         return {
-            "counters": self.pipeline.counters.snapshot(),
+            "counters": self.counters.snapshot(),
             "queued": self.dispatcher.queued(),
             "etag": self.dispatcher.last_etag,
         }
@@ -113,9 +121,9 @@ class DeliveryChild:
         """Reads frames until told to stop or the pipe closes; then flushes and says goodbye."""
         reporter = threading.Thread(target=self.report_changes, name="moesif-status", daemon=True)
         reporter.start()
-        timeout = self.pipeline.settings.shutdown_timeout
+        timeout = self.settings.shutdown_timeout
         put = self.dispatcher.put
-        encode = self.pipeline._encode
+        encode = self.encoder.encode
         while True:
             frame = wire.read_frame(stream)
             if frame is None:

@@ -6,11 +6,13 @@ and body masks applied, then header masks, then the user's MASK_EVENT_MODEL sees
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple
 
+from ..counters import Counters
 from ..logs import LogOnce
 from ..record import ExchangeRecord
 from .bodies import FAST_JSON, encode_body, json_fragment
@@ -29,6 +31,7 @@ from .times import format_times
 
 __all__ = [
     "EventBuilder",
+    "EventEncoder",
     "EventOptions",
     "MaskEventError",
     "UnserializableEventError",
@@ -386,3 +389,47 @@ def _metadata(metadata: Any) -> Any:
         type(metadata).__name__,
     )
     return None
+
+
+class EventEncoder:
+    """Records -> wire JSON, one event at a time: a bad event is dropped and counted alone
+    (``dropped_mask_error``, ``dropped_unserializable``), never its batch."""
+
+    def __init__(self, settings: Any, counters: Counters) -> None:
+        self.counters = counters
+        self._problems = LogOnce()
+        self.builder = EventBuilder(
+            EventOptions.from_settings(settings), fingerprint_key=fingerprint_key(settings)
+        )
+
+    def encode(self, record: ExchangeRecord) -> Optional[bytes]:
+        """The record's wire JSON; None (counted and logged) when it must be dropped."""
+        try:
+            event = self.builder.build(record)
+        except MaskEventError:
+            self.counters.add("dropped_mask_error")
+            self._problems.log(
+                "mask",
+                logging.WARNING,
+                "MASK_EVENT_MODEL failed; the event was dropped (fails closed)",
+                exc_info=True,
+            )
+            return None
+        try:
+            return serialize_event(event)
+        except UnserializableEventError as exc:
+            self.counters.add("dropped_unserializable")
+            self._problems.log(
+                "unserializable",
+                logging.WARNING,
+                "an event could not be serialised to JSON (%s); it was dropped",
+                exc,
+            )
+            return None
+
+
+def fingerprint_key(settings: Any) -> bytes:
+    """A per-application key for header fingerprints: stable across processes and restarts."""
+    return hashlib.sha256(
+        b"moesif-integrations/header-fingerprint/" + settings.application_id.encode("utf-8")
+    ).digest()
