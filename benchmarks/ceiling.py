@@ -1,8 +1,8 @@
 """The ceiling cases: what delivery alone leaves of the bare app's throughput.
 
 ``ceiling`` and ``ceiling-process``, timed in the same interleaved rounds as every other case:
-the bare Flask app plus, per request, one ``dispatcher.put(record)`` of a ready record into this
-project's real delivery pipeline (sender threads, or ``DELIVERY_PROCESS`` on). The request path
+the bare Flask app plus, per request, one ``pipeline.delivery.put(record)`` of a ready record into
+this project's real delivery pipeline (sender threads, or ``DELIVERY_PROCESS`` on). The request path
 costs next to nothing; building, serialising, gzip and HTTP to the collector are real and
 counted, as for any wrapped case. The record is the one the generic middleware queued for one
 real request of the same kind.
@@ -50,7 +50,7 @@ def build_app(framework: Framework, integration: str, settings: BenchSettings) -
 
 def captured_record(middleware: Any, spec: RequestSpec) -> Any:
     """The record ``middleware`` queues for one request of ``spec``, kept instead of queued."""
-    dispatcher = middleware.pipeline.delivery
+    delivery = middleware.pipeline.delivery
     kept: List[Any] = []
 
     def keep(record: Any) -> bool:
@@ -58,11 +58,11 @@ def captured_record(middleware: Any, spec: RequestSpec) -> Any:
         return True
 
     # An attribute of the instance hides the method for this one request.
-    dispatcher.put = keep
+    delivery.put = keep
     try:
         status, body = make_driver(BuiltApp(middleware, asgi=False), spec).check()
     finally:
-        del dispatcher.put
+        del delivery.put
     if status != spec.expected_status or len(kept) != 1:
         raise RuntimeError(
             f"{spec.method} through the middleware answered {status} and queued {len(kept)} "

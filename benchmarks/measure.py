@@ -316,10 +316,10 @@ class DeliveryProcessProbe:
         self.pid = self._current_pid()
 
     def _current_pid(self) -> Optional[int]:
-        # moesif_integrations/core/delivery_process.py: ProcessDispatcher._process, started by
+        # moesif_integrations/core/delivery/process.py: ProcessDelivery.process, started by
         # the first hand-off (so after the warm-up).
         pipeline = getattr(self._built.integration, "pipeline", None)
-        process = getattr(getattr(pipeline, "delivery", None), "_process", None)
+        process = getattr(getattr(pipeline, "delivery", None), "process", None)
         return None if process is None or process.gone else process.pid
 
     def _read(self, name: str) -> Optional[str]:

@@ -8,16 +8,18 @@ import logging
 import os
 import socket
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from dataclasses import replace
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 from moesifapi.models import CampaignModel, CompanyModel, SubscriptionModel, UserModel
 
 from moesif_integrations import MoesifMiddleware
 from moesif_integrations.collector import Collector
+from moesif_integrations.core.config.schema import Settings
 from moesif_integrations.core.counters import Counters
-from moesif_integrations.core.delivery.profile_senders import ProfileClient, ProfileOptions
-from moesif_integrations.core.delivery.transport import TransportOptions
+from moesif_integrations.core.delivery import profile_senders
+from moesif_integrations.core.delivery.profile_senders import ProfileClient
 
 APP_ID = "profiles-app-id"
 ClientFactory = Callable[..., ProfileClient]
@@ -27,15 +29,13 @@ ClientFactory = Callable[..., ProfileClient]
 def make_client(collector: Collector) -> Iterator[ClientFactory]:
     made: List[ProfileClient] = []
 
-    def factory(
-        base_uri: str = "", options: Optional[ProfileOptions] = None, **transport: Any
-    ) -> ProfileClient:
-        settings: Dict[str, Any] = {"retry_backoff": 0.02, "max_retries": 1}
-        settings.update(transport)
-        transport_options = TransportOptions(
-            base_uri=base_uri or collector.url, application_id=APP_ID, **settings
+    def factory(base_uri: str = "", **options: Any) -> ProfileClient:
+        settings = Settings(
+            application_id=APP_ID,
+            base_uri=base_uri or collector.url,
+            **{"retry_backoff": 0.02, "max_retries": 1, **options},
         )
-        client = ProfileClient(transport_options, Counters(), options)
+        client = ProfileClient(settings, Counters())
         made.append(client)
         return client
 
@@ -128,9 +128,10 @@ def test_batches_of_each_kind_go_to_their_batch_endpoints(
 
 
 def test_sync_batch_is_split_into_batch_size_calls(
-    make_client: ClientFactory, collector: Collector
+    make_client: ClientFactory, collector: Collector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = make_client(options=ProfileOptions(batch_size=3))
+    monkeypatch.setattr(profile_senders, "_BATCH_ITEMS", 3)
+    client = make_client()
     users = [{"user_id": f"u{n}"} for n in range(7)]
     assert client.update_users_batch(users, sync=True)
     assert [u["user_id"] for u in collector.users()] == [f"u{n}" for n in range(7)]
@@ -443,10 +444,12 @@ def test_a_wrong_application_id_is_logged_as_an_error(
 
 
 def test_a_full_queue_drops_the_whole_call_and_counts_it(
-    make_client: ClientFactory, collector: Collector
+    make_client: ClientFactory, collector: Collector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     collector.hang()
-    client = make_client(options=ProfileOptions(queue_size=3), read_timeout=0.3, max_retries=0)
+    rules = replace(profile_senders._QUEUE_RULES, max_items=3)
+    monkeypatch.setattr(profile_senders, "_QUEUE_RULES", rules)
+    client = make_client(read_timeout=0.3, max_retries=0)
     assert client.update_users_batch([{"user_id": f"u{n}"} for n in range(4)]) is False
     assert client.counters.get("profiles_dropped") == 4
     assert client.queued() == 0

@@ -18,7 +18,7 @@ from wsgi_client import call
 from moesif_integrations import MoesifMiddleware
 from moesif_integrations.collector import Collector
 from moesif_integrations.core.delivery import pipe, process
-from moesif_integrations.core.delivery.process import ProcessDispatcher
+from moesif_integrations.core.delivery.process import ProcessDelivery
 from moesif_integrations.core.record import ExchangeRecord
 
 APP_ID = "process-app-id"
@@ -45,9 +45,9 @@ def delivery_counts(app: MoesifMiddleware) -> Tuple[int, int, int, int]:
 
 def delivery_pid(app: MoesifMiddleware) -> int:
     assert app.pipeline is not None
-    dispatcher = app.pipeline.delivery
-    assert isinstance(dispatcher, ProcessDispatcher)
-    process = dispatcher._process
+    delivery = app.pipeline.delivery
+    assert isinstance(delivery, ProcessDelivery)
+    process = delivery.process
     assert process is not None
     return process.pid
 
@@ -222,12 +222,12 @@ def test_shutdown_ends_the_delivery_process(
     for _ in range(10):
         call(app)
     assert app.pipeline is not None
-    dispatcher = app.pipeline.delivery
-    assert isinstance(dispatcher, ProcessDispatcher)
+    delivery = app.pipeline.delivery
+    assert isinstance(delivery, ProcessDelivery)
     deadline = time.monotonic() + 20
-    while dispatcher._process is None and time.monotonic() < deadline:
+    while delivery.process is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    process = dispatcher._process
+    process = delivery.process
     assert process is not None
     assert app.shutdown(timeout=10)
     assert process.popen.poll() == 0
@@ -277,7 +277,7 @@ def test_exit_of_the_app_process_delivers_what_it_captured(collector: Collector)
         """
         for _ in range(300):
             call(mw)
-        print(mw.pipeline.delivery._process and mw.pipeline.delivery._process.pid)
+        print(mw.pipeline.delivery.process and mw.pipeline.delivery.process.pid)
         """,
     )
     assert done.returncode == 0, done.stderr
@@ -353,7 +353,8 @@ def test_an_embedded_interpreter_sends_from_the_app_process(
     assert len(collector.wait_for_events(1)) == 1
     assert "'/usr/bin/uwsgi') is not a Python interpreter" in caplog.text
     assert app.pipeline is not None
-    assert getattr(app.pipeline.delivery, "_process", None) is None
+    delivery = app.pipeline.delivery
+    assert isinstance(delivery, ProcessDelivery) and delivery.process is None
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
@@ -366,12 +367,11 @@ def test_a_killed_app_process_leaves_its_delivery_process_to_deliver(
         collector,
         """
         import os, signal
-        from moesif_integrations.core.delivery.event_senders import Dispatcher
         for _ in range(40):
             call(mw)
-        dispatcher = mw.pipeline.delivery
-        assert Dispatcher.flush(dispatcher, 20)  # handed off, not yet sent
-        print(dispatcher._process.pid, flush=True)
+        delivery = mw.pipeline.delivery
+        assert delivery.queue.flush(20)  # handed off, not yet sent
+        print(delivery.process.pid, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
         """,
     )

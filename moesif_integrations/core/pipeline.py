@@ -15,10 +15,10 @@ from typing import Any, Callable, Dict, Optional
 from .config.schema import Settings
 from .counters import Counters
 from .decide.governance import Block
-from .delivery.event_senders import Dispatcher, DispatchOptions
-from .delivery.process import ProcessDispatcher
-from .delivery.profile_senders import ProfileClient, ProfileOptions
-from .delivery.transport import TransportOptions
+from .delivery import EventDelivery
+from .delivery.event_senders import SenderThreads
+from .delivery.process import ProcessDelivery
+from .delivery.profile_senders import ProfileClient
 from .logs import LogOnce, logger
 from .record import ExchangeRecord
 from .wire.event import EventEncoder
@@ -32,23 +32,16 @@ class Pipeline:
         self._problems = LogOnce()
         # Records -> wire JSON, on the sender threads (or in the delivery process).
         self.encoder = EventEncoder(settings, self.counters)
-        delivery = (
-            DispatchOptions.from_settings(settings),
-            TransportOptions.from_settings(settings),
-            self.encoder.encode,
-            self.counters,
-        )
-        self.delivery: Dispatcher = (
-            ProcessDispatcher(*delivery, settings)
-            if settings.delivery_process
-            else Dispatcher(*delivery)
-        )
+        # Where records go: the one place that chooses between the two ways of delivering.
+        self.delivery: EventDelivery
+        if settings.delivery_process:
+            self.delivery = ProcessDelivery(settings, self.encoder.encode, self.counters)
+        else:
+            self.delivery = SenderThreads(
+                settings, self.encoder.encode, ExchangeRecord.approximate_size, self.counters
+            )
         # Users, companies, subscriptions and actions; no thread or network until first used.
-        self.profiles = ProfileClient(
-            TransportOptions.from_settings(settings),
-            self.counters,
-            ProfileOptions(shutdown_timeout=settings.shutdown_timeout),
-        )
+        self.profiles = ProfileClient(settings, self.counters)
         if settings.debug:
             logger.debug(
                 "Moesif capture configured: collector %s, bodies %s, %d sender threads%s",

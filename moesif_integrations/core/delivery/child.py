@@ -1,12 +1,12 @@
 """The delivery process: builds, batches and sends the events of one app process.
 
-Started by ``delivery_process.ProcessDispatcher`` as ``python -m
-moesif_integrations.core.delivery.child`` with its stdin and stdout as pipes to the app's
-process. It runs the same Pipeline and sender threads an app process runs without
-DELIVERY_PROCESS, fed from the pipe instead of from the request path, so event building, gzip
-and HTTP use their own interpreter (and GIL) on another CPU. It reports its counters back and
-forwards its log lines to the app's logging. It ends when told to or when the pipe closes (the
-app's process is gone), after a flush bounded by SHUTDOWN_TIMEOUT.
+Started by ``process.ProcessDelivery`` as ``python -m moesif_integrations.core.delivery.child``
+with its stdin and stdout as pipes to the app's process. It assembles what it needs: counters,
+the wire EventEncoder, which builds each event as its record arrives, and the sender threads an
+app process runs without DELIVERY_PROCESS, here over events already encoded. So event building,
+gzip and HTTP use their own interpreter (and GIL) on another CPU. It reports its counters back
+and forwards its log lines to the app's logging. It ends when told to or when the pipe closes
+(the app's process is gone), after a flush bounded by SHUTDOWN_TIMEOUT.
 """
 
 from __future__ import annotations
@@ -18,16 +18,15 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, BinaryIO, Dict, Optional, Union, cast
+from typing import Any, BinaryIO, Dict, Optional
 
 from ..config.schema import Settings
 from ..counters import Counters
 from ..logs import logger
-from ..record import ExchangeRecord
 from ..wire.event import EventEncoder
 from . import pipe as wire
-from .event_senders import Dispatcher, DispatchOptions, Encoder
-from .transport import TransportOptions
+from .event_senders import SenderThreads
+from .queue import BYTES_OBJECT_OVERHEAD
 
 # How often counters changed by the senders are reported (a flush answers at once).
 _STATUS_INTERVAL = 0.2
@@ -35,21 +34,13 @@ _STATUS_INTERVAL = 0.2
 _NICENESS = 10
 
 
-class PreEncoded:
-    """An event the app's process encoded itself; queued and sent as it is."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def approximate_size(self) -> int:
-        return len(self.data) + 100
-
-
-def _pre_encoded(item: Union[ExchangeRecord, PreEncoded]) -> Optional[bytes]:
+def _already_encoded(event: bytes) -> Optional[bytes]:
     """The senders' encode step here: events were encoded as they arrived."""
-    return item.data if isinstance(item, PreEncoded) else None
+    return event
+
+
+def _encoded_size(event: bytes) -> int:
+    return len(event) + BYTES_OBJECT_OVERHEAD
 
 
 class _Replies:
@@ -88,12 +79,7 @@ class DeliveryChild:
         self.settings = settings
         self.counters = Counters()
         self.encoder = EventEncoder(settings, self.counters)
-        self.dispatcher = Dispatcher(
-            DispatchOptions.from_settings(settings),
-            TransportOptions.from_settings(settings),
-            cast(Encoder, _pre_encoded),
-            self.counters,
-        )
+        self.senders = SenderThreads(settings, _already_encoded, _encoded_size, self.counters)
         self.replies = replies
         self._reported: Any = None
         self._done = threading.Event()
@@ -101,8 +87,8 @@ class DeliveryChild:
     def status(self) -> Dict[str, Any]:
         return {
             "counters": self.counters.snapshot(),
-            "queued": self.dispatcher.queued(),
-            "etag": self.dispatcher.last_etag,
+            "queued": self.senders.queued(),
+            "etag": self.senders.last_etag,
         }
 
     def report_changes(self) -> None:
@@ -114,7 +100,7 @@ class DeliveryChild:
                 self.replies.send(wire.STATUS, payload)
 
     def flush(self, request_id: int, timeout: float) -> None:
-        delivered = self.dispatcher.flush(None if timeout < 0 else timeout)
+        delivered = self.senders.flush(None if timeout < 0 else timeout)
         self.replies.send(wire.FLUSHED, wire.dumps((request_id, delivered, self.status())))
 
     def serve(self, stream: BinaryIO) -> None:
@@ -122,7 +108,7 @@ class DeliveryChild:
         reporter = threading.Thread(target=self.report_changes, name="moesif-status", daemon=True)
         reporter.start()
         timeout = self.settings.shutdown_timeout
-        put = self.dispatcher.put
+        put = self.senders.put
         encode = self.encoder.encode
         while True:
             frame = wire.read_frame(stream)
@@ -135,10 +121,10 @@ class DeliveryChild:
                 for data in wire.loads(payload):
                     encoded = encode(wire.record_from_bytes(data))
                     if encoded is not None:
-                        put(PreEncoded(encoded))  # type: ignore[arg-type]
+                        put(encoded)
             elif kind == wire.ENCODED:
                 for data in wire.loads(payload):
-                    put(PreEncoded(data))  # type: ignore[arg-type]
+                    put(data)
             elif kind == wire.FLUSH:
                 request_id, flush_timeout = wire.loads(payload)
                 # A flush waits on the collector: frames keep being read meanwhile.
@@ -148,7 +134,7 @@ class DeliveryChild:
             elif kind == wire.SHUTDOWN:
                 timeout = wire.loads(payload)
                 break
-        delivered = self.dispatcher.shutdown(timeout)
+        delivered = self.senders.shutdown(timeout)
         self._done.set()
         self.replies.send(wire.BYE, wire.dumps((delivered, self.status())))
 

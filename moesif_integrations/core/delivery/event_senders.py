@@ -1,26 +1,28 @@
-"""Bounded queue, batching sender threads, flush, shutdown and fork safety.
+"""Event delivery by sender threads (the default), and the sending of encoded events.
 
-The request path only appends a record to a deque under a lock. Sender threads, started lazily in
-the process that uses them, turn records into JSON (through the ``encode`` callable), batch them by
-count, bytes and age, and hand each batch to a Transport. A full queue drops the new record and
-counts it; nothing here ever blocks the app.
+``EventBatchSender`` is the one place where encoded events become ``POST /v1/events/batch``
+calls: batching by BATCH_MAX_BYTES, gzip at GZIP_LEVEL, retries through a Transport, a 413
+split in halves, the counters (sent, failed, retries), the failure log lines and the
+``X-Moesif-Config-ETag`` callback. The sender threads use it, and so do the delivery process
+(``child.py``) and the hand-off's fallback (``process.py``).
+
+``SenderThreads`` holds a bounded queue of items; the request path only appends to it. Sender
+threads, started lazily in the process that uses them, take batches by count, bytes and age,
+turn each item into JSON through the ``encode`` function they were given and send them. A full
+queue refuses the new item and counts it; nothing here ever blocks the app.
 """
 
 from __future__ import annotations
 
-import os
-import threading
+import logging
 import time
-from dataclasses import dataclass
-from time import monotonic as _monotonic
-from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional
+from typing import TYPE_CHECKING, Callable, Generic, List, Optional, Sequence, TypeVar
 
 from ..counters import Counters
-from ..lifecycle import reset_in_forked_child, shut_down_at_exit
+from ..lifecycle import shut_down_at_exit
 from ..logs import LogOnce
-from ..record import ExchangeRecord
-from .queue import QueueSender
-from .transport import Response, Transport, TransportOptions, gzip_compress
+from .queue import BoundedQueue, QueueRules
+from .transport import Response, Transport, gzip_compress
 
 if TYPE_CHECKING:
     from ..config.schema import Settings
@@ -29,239 +31,65 @@ EVENTS_BATCH_PATH = "/v1/events/batch"
 # About a tenth of a millisecond of encoding between two chances for the app to run.
 _EVENTS_BETWEEN_YIELDS = 16
 
-
-@dataclass(frozen=True)
-class DispatchOptions:
-    queue_size: int = 10000
-    queue_max_bytes: int = 50_000_000
-    worker_count: int = 2
-    batch_size: int = 100
-    batch_timeout: float = 1.0
-    batch_max_bytes: int = 5_000_000
-    shutdown_timeout: float = 5.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DispatchOptions:
-        return cls(
-            queue_size=settings.event_queue_size,
-            queue_max_bytes=settings.event_queue_max_bytes,
-            worker_count=settings.event_worker_count,
-            batch_size=settings.batch_size,
-            batch_timeout=settings.event_batch_timeout,
-            batch_max_bytes=settings.batch_max_bytes,
-            shutdown_timeout=settings.shutdown_timeout,
-        )
+T = TypeVar("T")
+# An item's wire JSON; None when it must be dropped (counted by the encoder).
+Encode = Callable[[T], Optional[bytes]]
 
 
-Encoder = Callable[[ExchangeRecord], Optional[bytes]]
+class EventBatchSender:
+    """Sends encoded events to the collector and counts what became of them."""
 
-
-class Dispatcher(QueueSender):
     def __init__(
         self,
-        options: DispatchOptions,
-        transport_options: TransportOptions,
-        encode: Encoder,
+        settings: Settings,
         counters: Counters,
         on_config_etag: Optional[Callable[[str], None]] = None,
     ) -> None:
-        self.options = options
-        self.transport_options = transport_options
-        self._encode = encode
+        self._batch_max_bytes = settings.batch_max_bytes
+        self._gzip_level = settings.gzip_level
         self.counters = counters
         self._on_config_etag = on_config_etag
         self._problems = LogOnce()
-        # A batch is due when full, or when the queue is half way to either of its bounds:
-        # a queue bound below BATCH_SIZE must not leave a full queue waiting for the timeout.
-        self._due_count = max(1, min(options.batch_size, options.queue_size // 2))
-        self._due_bytes = max(1, min(options.batch_max_bytes, options.queue_max_bytes // 2))
-        self._backlog_count = max(2 * self._due_count, 2)
-        self._queue_size = options.queue_size
-        self._queue_max_bytes = options.queue_max_bytes
-        self._reset_state()
-        reset_in_forked_child(self)
-        shut_down_at_exit(self)
+        # The config ETag the collector last answered with.
+        self.last_etag: Optional[str] = None
 
-    _unsent_what = "events"
-    exit_order = 0
+    def send(
+        self,
+        transport: Transport,
+        items: Sequence[T],
+        encode: Encode[T],
+        *,
+        polite: bool,
+        deadline: Optional[float],
+    ) -> None:
+        """Encodes the items and sends them in batches of at most BATCH_MAX_BYTES.
 
-    def _reset_state(self) -> None:
-        """Fresh queue, locks and no threads: at construction and in a forked child."""
-        self._reset_queue_state()
-        # Here (record, size, time queued) tuples; a ProcessDispatcher queues bare items.
-        self._queue: Deque[Any]
-        # Sender 0 and the helpers wait apart, so that a due batch wakes only sender 0.
-        self._wake_helpers = threading.Condition(self._lock)
-        self._captured = getattr(self, "_captured", 0)
-        self._flush_requests = 0
-        self._workers: List[threading.Thread] = []
-        self._pid = os.getpid()
-        self._last_etag: Optional[str] = None
-
-    def _sender_threads(self) -> List[threading.Thread]:
-        return list(self._workers)
-
-    def _wake_senders(self) -> None:
-        self._wake.notify_all()
-        self._wake_helpers.notify_all()
-
-    # ------------------------------------------------------------------ request path
-
-    def put(self, record: ExchangeRecord) -> bool:
-        """Queues a record; False (and counted) when the queue is full or closed."""
-        size = record.approximate_size()
-        with self._lock:
-            queue = self._queue
-            n = len(queue) + 1
-            queued_bytes = self._queued_bytes + size
-            if n <= self._queue_size and queued_bytes <= self._queue_max_bytes and not self._closed:
-                queue.append((record, size, _monotonic()))
-                self._queued_bytes = queued_bytes
-                self._captured += 1
-                # One comparison on the common path; the rare cases are sorted out apart.
-                if n >= self._due_count or queued_bytes >= self._due_bytes or not self._workers:
-                    self._queue_grew(n, queued_bytes, size)
-                return True
-        self._count_full()
-        return False
-
-    def _queue_grew(self, n: int, queued_bytes: int, size: int) -> None:
-        # Called with the lock held: wakes sender 0 when a batch just became due, the helpers
-        # when a backlog just formed, and starts the senders on first use in this process.
-        if n == self._due_count or queued_bytes - size < self._due_bytes <= queued_bytes:
-            self._wake.notify()
-        if n == self._backlog_count:
-            self._wake_helpers.notify()
-        if not self._workers:
-            self._start_workers()
-
-    def _count_full(self) -> None:
-        opts = self.options
-        self.counters.add("dropped_queue_full")
-        self._problems.log(
-            "queue-full",
-            30,
-            "event queue full (%d events / %d bytes bound); new events are dropped and counted",
-            opts.queue_size,
-            opts.queue_max_bytes,
-        )
-
-    @property
-    def captured(self) -> int:
-        """Records accepted into the queue since start (counted under the queue's lock)."""
-        return self._captured
-
-    def _start_workers(self) -> None:
-        # Called with the lock held, on first use in this process.
-        for number in range(self.options.worker_count):
-            thread = threading.Thread(
-                target=self._run_worker,
-                args=(number,),
-                name=f"moesif-integrations-sender-{number}",
-                daemon=True,
-            )
-            self._workers.append(thread)
-            thread.start()
-
-    # ------------------------------------------------------------------ worker
-
-    def _take_batch(self, number: int = 0) -> List[ExchangeRecord]:
-        """Waits until a batch is due (full, old enough, or a flush asked) and takes it.
-
-        Sender 0 does the work while it keeps up; the others step in only for a backlog (an
-        event older than the batch timeout, two batches waiting, a flush), that is
-        while sender 0 waits on a slow collector or a retry: every extra thread competing for
-        the GIL costs the app more than it saves.
-        """
-        opts = self.options
-        with self._lock:
-            while True:
-                if self._stop.is_set() and not self._queue:
-                    return []
-                n = len(self._queue)
-                if n:
-                    age = time.monotonic() - self._queue[0][2]
-                    if number == 0:
-                        due = n >= self._due_count or self._queued_bytes >= self._due_bytes
-                    else:  # a helper: only for a backlog the first sender is not clearing
-                        due = n >= self._backlog_count or self._queued_bytes >= self._due_bytes
-                    if (
-                        due
-                        or self._flush_requests
-                        or age >= opts.batch_timeout
-                        or self._stop.is_set()
-                    ):
-                        break
-                    wait = opts.batch_timeout - age
-                else:
-                    wait = opts.batch_timeout
-                (self._wake if number == 0 else self._wake_helpers).wait(wait)
-            queue = self._queue
-            batch = []
-            for _ in range(min(opts.batch_size, len(queue))):
-                record, size, _enqueued = queue.popleft()
-                self._queued_bytes -= size
-                batch.append(record)
-            self._in_flight += len(batch)
-            if queue and (
-                len(queue) >= self._due_count
-                or self._queued_bytes >= self._due_bytes
-                or self._flush_requests
-            ):
-                self._wake.notify()
-                if len(queue) >= self._backlog_count or self._flush_requests:
-                    self._wake_helpers.notify()
-            return batch
-
-    def _run_worker(self, number: int = 0) -> None:
-        transport = Transport(self.transport_options, self._stop)
-        try:
-            while True:
-                batch = self._take_batch(number)
-                if not batch:
-                    if self._stop.is_set():
-                        return
-                    continue
-                try:
-                    self._send_records(transport, batch)
-                except Exception:  # a bug here must not kill the sender
-                    self.counters.add("failed", len(batch))
-                    self._problems.log(
-                        "sender-bug", 40, "unexpected error while sending events", exc_info=True
-                    )
-                finally:
-                    self._done(len(batch))
-        finally:
-            transport.close()
-
-    def _send_records(self, transport: Transport, records: List[ExchangeRecord]) -> None:
+        Encoding holds the GIL: a request thread waiting for it would wait up to the
+        interpreter's switch interval (5 ms), which shows as tail latency, so a ``polite``
+        sender lets it in every few events. But a thread that lets go waits as long to come
+        back while the app is busy: with a backlog, delivery comes first and the sender does
+        not yield. Retries stop at ``deadline`` (a ``time.monotonic()`` value)."""
         parts: List[bytes] = []
         part_bytes = 0
-        limit = self.options.batch_max_bytes
-        # Encoding holds the GIL: a request thread waiting for it would wait up to the
-        # interpreter's switch interval (5 ms), which shows as tail latency, so the sender lets
-        # it in every few events. But a thread that lets go waits as long to come back while
-        # the app is busy: with a backlog, delivery comes first and the sender does not yield.
-        polite = len(self._queue) < self._due_count
-        for number, record in enumerate(records, 1):
+        limit = self._batch_max_bytes
+        for number, item in enumerate(items, 1):
             if polite and not number % _EVENTS_BETWEEN_YIELDS:
                 time.sleep(0)
-            encoded = self._encode(record)
+            encoded = encode(item)
             if encoded is None:
                 continue
             if parts and part_bytes + len(encoded) + 1 > limit:
-                self._send_batch(transport, parts)
+                self._post(transport, parts, deadline)
                 parts, part_bytes = [], 0
             parts.append(encoded)
             part_bytes += len(encoded) + 1
         if parts:
-            self._send_batch(transport, parts)
+            self._post(transport, parts, deadline)
 
-    def _send_batch(self, transport: Transport, parts: List[bytes]) -> None:
+    def _post(self, transport: Transport, parts: List[bytes], deadline: Optional[float]) -> None:
         payload = b"[" + b",".join(parts) + b"]"
-        level = self.transport_options.gzip_level
+        level = self._gzip_level
         body = gzip_compress(payload, level) if level else payload
-        deadline = self._deadline
         response = transport.request(
             "POST", EVENTS_BATCH_PATH, body, gzipped=bool(level), deadline=deadline
         )
@@ -269,12 +97,14 @@ class Dispatcher(QueueSender):
             self.counters.add("retries", response.attempts - 1)
         if response.ok:
             self.counters.add("sent", len(parts))
-            self._note_etag(response)
+            etag = response.header("x-moesif-config-etag")
+            if etag:
+                self.note_etag(etag)
             return
         if response.status == 413 and len(parts) > 1:
             half = len(parts) // 2
-            self._send_batch(transport, parts[:half])
-            self._send_batch(transport, parts[half:])
+            self._post(transport, parts[:half], deadline)
+            self._post(transport, parts[half:], deadline)
             return
         self.counters.add("failed", len(parts))
         self._report_failure(response, len(parts))
@@ -283,17 +113,19 @@ class Dispatcher(QueueSender):
         if response.status == 401:
             self._problems.log(
                 "unauthorized",
-                40,
+                logging.ERROR,
                 "the collector refused the application id (401): check APPLICATION_ID; "
                 "%d events dropped",
                 count,
             )
         elif response.status == 413:
-            self._problems.log("too-large", 30, "the collector refused an event as too large (413)")
+            self._problems.log(
+                "too-large", logging.WARNING, "the collector refused an event as too large (413)"
+            )
         elif response.status == 0:
             self._problems.log(
                 "unreachable",
-                30,
+                logging.WARNING,
                 "collector unreachable after %d attempts (%s); %d events dropped",
                 response.attempts,
                 response.error,
@@ -302,49 +134,119 @@ class Dispatcher(QueueSender):
         else:
             self._problems.log(
                 f"status-{response.status}",
-                30,
+                logging.WARNING,
                 "collector answered %d after %d attempts; %d events dropped",
                 response.status,
                 response.attempts,
                 count,
             )
 
-    def _note_etag(self, response: Response) -> None:
-        etag = response.header("x-moesif-config-etag")
-        if etag:
-            self._etag_seen(etag)
-
-    @property
-    def last_etag(self) -> Optional[str]:
-        """The config ETag the collector last answered with."""
-        return self._last_etag
-
-    def _etag_seen(self, etag: str) -> None:
-        if etag != self._last_etag:
-            changed = self._last_etag is not None
-            self._last_etag = etag
+    def note_etag(self, etag: str) -> None:
+        """The collector answered with this config ETag: a change calls ``on_config_etag``."""
+        if etag != self.last_etag:
+            changed = self.last_etag is not None
+            self.last_etag = etag
             if changed and self._on_config_etag is not None:
                 try:
                     self._on_config_etag(etag)
                 except Exception:
-                    self._problems.log("etag-callback", 30, "config refresh failed", exc_info=True)
+                    self._problems.log(
+                        "etag-callback", logging.WARNING, "config refresh failed", exc_info=True
+                    )
 
-    # ------------------------------------------------------------------ lifecycle
+
+def event_queue_rules(settings: Settings) -> QueueRules:
+    """The event queue's bounds (EVENT_QUEUE_SIZE, EVENT_QUEUE_MAX_BYTES) and the sender
+    threads' rules: a batch is due when full (BATCH_SIZE, or BATCH_MAX_BYTES of queued items),
+    or when the queue is half way to either of its bounds (a queue bound below BATCH_SIZE must
+    not leave a full queue waiting for the timeout), or when its oldest item waited
+    EVENT_BATCH_TIMEOUT."""
+    max_items, max_bytes = settings.event_queue_size, settings.event_queue_max_bytes
+    return QueueRules(
+        max_items=max_items,
+        max_bytes=max_bytes,
+        batch_items=settings.batch_size,
+        due_items=max(1, min(settings.batch_size, max_items // 2)),
+        due_bytes=max(1, min(settings.batch_max_bytes, max_bytes // 2)),
+        max_wait=settings.event_batch_timeout,
+        consumers=settings.event_worker_count,
+        thread_name="moesif-integrations-sender-{}",
+        what="events",
+        dropped_counter="dropped_queue_full",
+        failed_counter="failed",
+    )
+
+
+class SenderThreads(Generic[T]):
+    """Event delivery by sender threads in this process: ``put(item)`` queues an item,
+    ``encode`` turns it into wire JSON on a sender thread, ``size_of`` is what it counts for
+    against EVENT_QUEUE_MAX_BYTES."""
+
+    # lifecycle.py shuts senders down in this order at exit (lower first): events first.
+    exit_order = 0
+
+    def __init__(
+        self,
+        settings: Settings,
+        encode: Encode[T],
+        size_of: Callable[[T], int],
+        counters: Counters,
+        on_config_etag: Optional[Callable[[str], None]] = None,
+    ) -> None:
+        self._settings = settings
+        self._encode = encode
+        self._size_of = size_of
+        self._sender = EventBatchSender(settings, counters, on_config_etag)
+        self.queue: BoundedQueue[T] = BoundedQueue(
+            event_queue_rules(settings), counters, self._run_sender
+        )
+        shut_down_at_exit(self)
+
+    def put(self, item: T) -> bool:
+        """Queues an item; False (and counted) when the queue is full or closed."""
+        return self.queue.put(item, self._size_of(item))
+
+    def _run_sender(self, number: int) -> None:
+        transport = Transport(self._settings, self.queue.stopping)
+        try:
+            self.queue.serve(number, lambda batch: self._send(transport, batch))
+        finally:
+            transport.close()
+
+    def _send(self, transport: Transport, batch: List[T]) -> None:
+        queue = self.queue
+        polite = not queue.has_due_batch()
+        self._sender.send(transport, batch, self._encode, polite=polite, deadline=queue.deadline)
+
+    @property
+    def captured(self) -> int:
+        """Items accepted into the queue since start."""
+        return self.queue.accepted
+
+    @property
+    def last_etag(self) -> Optional[str]:
+        """The config ETag the collector last answered with."""
+        return self._sender.last_etag
+
+    def queued(self) -> int:
+        """Items waiting or being sent."""
+        return self.queue.queued()
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Sends what is queued now; True when the queue emptied within ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            if not self._queue and not self._in_flight:
-                return True
-            if not self._workers:
-                if self._closed:
-                    return False
-                self._start_workers()
-            # Every sender takes part, with no wait for a batch to be due.
-            self._flush_requests += 1
-            self._wake_senders()
-            try:
-                return self._wait_until_idle(deadline)
-            finally:
-                self._flush_requests -= 1
+        return self.queue.flush(timeout)
+
+    def shutdown(self, timeout: Optional[float] = None) -> bool:
+        """Flushes within ``timeout`` (default SHUTDOWN_TIMEOUT), then stops the senders; later
+        items are refused. True when everything was delivered."""
+        return self.queue.shutdown(self.shutdown_timeout if timeout is None else timeout)
+
+    # -- what core/lifecycle.py reads
+
+    @property
+    def closed(self) -> bool:
+        return self.queue.closed
+
+    @property
+    def shutdown_timeout(self) -> float:
+        return self._settings.shutdown_timeout

@@ -1,11 +1,12 @@
 """DELIVERY_PROCESS: events are built and sent by a process of their own, off the app's GIL.
 
 In the app's process the request path queues each record as its marshal bytes (a C-level call:
-no objects wait in the queue for the garbage collector to walk); one hand-off thread takes what
-is queued and writes it to a pipe. A delivery process (``delivery_child.py``), started lazily
-by the process that captures (so each forked worker has its own), does everything else: event
-building, masking, batching, gzip, HTTP and retries, on another CPU. The app's process keeps its
-counters: the delivery process reports its own (sent, failed, ...) and they are added in.
+the queue holds bytes, not the record's objects, for the garbage collector to walk); one
+hand-off thread takes what is queued and writes it to a pipe. A delivery process
+(``child.py``), started lazily by the process that captures (so each forked worker has its
+own), does everything else: event building, masking, batching, gzip, HTTP and retries, on
+another CPU. The app's process keeps its counters: the delivery process reports its own (sent,
+failed, ...) and they are added in.
 
 If the delivery process cannot start, this falls back to sending from the app's process, with
 one log line. A MASK_EVENT_MODEL hook is a function of the app's process, so with one set the
@@ -22,37 +23,33 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Union, cast
+from dataclasses import replace
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from ..config.schema import OPTIONS, OptionKind, Settings
 from ..counters import Counters
-from ..logs import logger
+from ..lifecycle import reset_in_forked_child, shut_down_at_exit
+from ..logs import LogOnce, logger
 from ..record import ExchangeRecord
 from . import pipe as wire
-from .event_senders import Dispatcher, DispatchOptions, Encoder
-from .transport import Transport, TransportOptions
+from .event_senders import Encode, EventBatchSender, event_queue_rules
+from .queue import BYTES_OBJECT_OVERHEAD, BoundedQueue
+from .transport import Transport
 
 _CHILD_MODULE = "moesif_integrations.core.delivery.child"
 _record_bytes = wire.record_bytes
 # Longest wait for a new delivery process to read its settings (a loaded machine's cold start).
 _READY_TIMEOUT = 30.0
 # How long records wait in this process before being handed off, at most: the delivery process
-# does the batching by BATCH_SIZE and EVENT_BATCH_TIMEOUT. Under load the hand-off thread gets
-# the GIL every few milliseconds anyway; a short delay gathers what came meanwhile.
+# does the batching by BATCH_SIZE and EVENT_BATCH_TIMEOUT. A look every few milliseconds,
+# rather than a wake-up from the request path (a GIL switch per request), hands off what came
+# meanwhile as one; under load the hand-off thread gets the GIL that often anyway.
 _HANDOFF_DELAY = 0.01
-# Most records in one hand-off (one marshal call, one pipe write).
+# Most records in one hand-off (one marshal call, one pipe write); so many queued wake the
+# hand-off thread before its delay is up.
 _HANDOFF_MAX = 1000
-# What a queued record's bytes object costs beyond its data, for EVENT_QUEUE_MAX_BYTES.
-_QUEUED_BYTES_OVERHEAD = 100
 # What this process queues: a record's marshal bytes, or the record where it is encoded here.
 Queued = Union[ExchangeRecord, bytes]
-
-
-def _queued_size(item: Queued) -> int:
-    """What a queued item counts for against EVENT_QUEUE_MAX_BYTES."""
-    if type(item) is bytes:
-        return len(item) + _QUEUED_BYTES_OVERHEAD
-    return cast(ExchangeRecord, item).approximate_size()
 
 
 # Delivery processes that died before this one falls back to sending from the app's process.
@@ -224,129 +221,107 @@ class DeliveryProcess:
         _inherited.append(self)
 
 
-class ProcessDispatcher(Dispatcher):
-    """The Dispatcher's queue and request path, with one hand-off thread instead of senders."""
+class ProcessDelivery:
+    """Event delivery by a delivery process: a bounded queue of marshal bytes in this process,
+    one hand-off thread that writes what is queued to the pipe, and the fallback."""
+
+    # lifecycle.py shuts senders down in this order at exit (lower first): events first.
+    exit_order = 0
 
     def __init__(
         self,
-        options: DispatchOptions,
-        transport_options: TransportOptions,
-        encode: Encoder,
-        counters: Counters,
         settings: Settings,
+        encode: Encode[ExchangeRecord],
+        counters: Counters,
         on_config_etag: Optional[Callable[[str], None]] = None,
     ) -> None:
+        self._settings = settings
         self._settings_payload = pickle.dumps(child_settings(settings))
         # A MASK_EVENT_MODEL hook runs here, so its events are encoded here.
         self._encode_here = settings.mask_event_model is not None
-        super().__init__(options, transport_options, encode, counters, on_config_etag)
+        self._encode = encode
+        self.counters = counters
+        self._problems = LogOnce()
+        # Sends from this process when the delivery process cannot start; also keeps the
+        # config ETag either process last saw.
+        self._sender = EventBatchSender(settings, counters, on_config_etag)
+        self.queue: BoundedQueue[Queued] = BoundedQueue(
+            replace(
+                event_queue_rules(settings),
+                batch_items=_HANDOFF_MAX,
+                # Early only when the queue is half way to a bound.
+                due_items=max(1, min(_HANDOFF_MAX, settings.event_queue_size // 2)),
+                due_bytes=max(1, settings.event_queue_max_bytes // 2),
+                max_wait=_HANDOFF_DELAY,
+                consumers=1,
+                thread_name="moesif-integrations-handoff",
+            ),
+            counters,
+            self._run_handoff,
+        )
+        self._pid = os.getpid()
+        self._process: Optional[DeliveryProcess] = None
+        self._reset_state()
+        reset_in_forked_child(self)
+        shut_down_at_exit(self)
 
     def put(self, record: ExchangeRecord) -> bool:
         """Queues the record's marshal bytes (the record itself where it must be encoded here);
-        False (and counted) when the queue is full or closed. The same bounds as
-        Dispatcher.put, but no timestamp, no tuple and no wake-up per record: the hand-off
-        thread takes whatever is queued every few milliseconds."""
-        item: Queued = record
+        False (and counted) when the queue is full or closed. No wake-up per record: the
+        hand-off thread takes what is queued every few milliseconds."""
         if self._encode_here:
-            size = record.approximate_size()
-        else:
-            try:
-                item = _record_bytes(record)
-            except ValueError:  # a value marshal refuses: the record is queued, encoded here
-                size = record.approximate_size()
-            else:
-                size = len(item) + _QUEUED_BYTES_OVERHEAD  # as _queued_size()
-        with self._lock:
-            queue = self._queue
-            queued_bytes = self._queued_bytes + size
-            if (
-                len(queue) < self._queue_size
-                and queued_bytes <= self._queue_max_bytes
-                and not self._closed
-            ):
-                queue.append(item)
-                self._queued_bytes = queued_bytes
-                self._captured += 1
-                if not self._workers:
-                    self._start_workers()
-                return True
-        self._count_full()
-        return False
+            return self.queue.put(record, record.approximate_size())
+        try:
+            data = _record_bytes(record)
+        except ValueError:  # a value marshal refuses: the record is queued, encoded here
+            return self.queue.put(record, record.approximate_size())
+        return self.queue.put(data, len(data) + BYTES_OBJECT_OVERHEAD)
 
     def _reset_state(self) -> None:
-        previous: Optional[DeliveryProcess] = getattr(self, "_process", None)
+        """No delivery process yet: at construction and in a forked child."""
+        previous = self._process
         if previous is not None and self._pid != os.getpid():
             previous.abandon_after_fork()
-        super()._reset_state()
-        self._process: Optional[DeliveryProcess] = None
+        self._pid = os.getpid()
+        self._process = None
         self._status_lock = threading.Lock()
         # The current delivery process's counters as last reported, and what it holds.
         self._process_counters: Dict[str, int] = {}
         self._process_queued = 0
         self._starts = 0
         self._sends_here = False
-        self._fallback_transport: Optional[Transport] = None
 
-    def _start_workers(self) -> None:
-        # Called with the lock held, on first use in this process.
-        thread = threading.Thread(
-            target=self._run_handoff, name="moesif-integrations-handoff", daemon=True
-        )
-        self._workers.append(thread)
-        thread.start()
+    def after_fork_in_child(self) -> None:
+        # The parent's delivery process is the parent's; this child starts its own.
+        self._reset_state()
+
+    @property
+    def process(self) -> Optional[DeliveryProcess]:
+        """The delivery process started last, if any (it may have exited since)."""
+        return self._process
 
     # ------------------------------------------------------------------ hand-off thread
 
-    def _take_handoff(self) -> List[Queued]:
-        """Takes what is queued, after a short wait (none for a flush or the end)."""
-        with self._lock:
-            queue = self._queue
-            if not (queue and (self._flush_requests or self._stop.is_set())):
-                # A look every few milliseconds, rather than a wake-up from the request path
-                # (a GIL switch per request): what came meanwhile goes as one. A flush or the
-                # end wakes it early.
-                self._wake.wait(_HANDOFF_DELAY)
-            taken = [queue.popleft() for _ in range(min(_HANDOFF_MAX, len(queue)))]
-            self._queued_bytes -= sum(map(_queued_size, taken))
-            self._in_flight += len(taken)
-            return taken
-
-    def _run_handoff(self) -> None:
+    def _run_handoff(self, number: int) -> None:
+        # The connection is only for the fallback: none is opened while a process delivers.
+        transport = Transport(self._settings, self.queue.stopping)
         try:
-            while True:
-                batch = self._take_handoff()
-                if not batch:
-                    if self._stop.is_set():
-                        return
-                    continue
-                try:
-                    self._hand_off(batch)
-                except Exception:  # a bug here must not kill the thread
-                    self.counters.add("failed", len(batch))
-                    self._problems.log(
-                        "handoff-bug",
-                        40,
-                        "unexpected error while handing off events",
-                        exc_info=True,
-                    )
-                finally:
-                    self._done(len(batch))
+            self.queue.serve(number, lambda batch: self._hand_off(transport, batch))
         finally:
-            if self._fallback_transport is not None:
-                self._fallback_transport.close()
+            transport.close()
 
-    def _hand_off(self, batch: List[Queued]) -> None:
+    def _hand_off(self, transport: Transport, batch: List[Queued]) -> None:
         process = self._running_process()
         if process is None:
-            self._send_here(batch)
+            self._send_here(transport, batch)
             return
         marshalled: List[bytes] = []
         records: List[ExchangeRecord] = []  # MASK_EVENT_MODEL, or values marshal refused
         for item in batch:
-            if type(item) is bytes:
+            if isinstance(item, bytes):
                 marshalled.append(item)
             else:
-                records.append(cast(ExchangeRecord, item))
+                records.append(item)
         if marshalled and not process.send(wire.RECORDS, wire.dumps(marshalled)):
             self._lost("the pipe to it broke", len(batch))
             return
@@ -355,15 +330,14 @@ class ProcessDispatcher(Dispatcher):
             if not process.send(wire.ENCODED, wire.dumps(encoded)):
                 self._lost("the pipe to it broke", len(records))
 
-    def _send_here(self, batch: List[Queued]) -> None:
+    def _send_here(self, transport: Transport, batch: List[Queued]) -> None:
         """The fallback: build and send from this process, as without DELIVERY_PROCESS."""
-        if self._fallback_transport is None:
-            self._fallback_transport = Transport(self.transport_options, self._stop)
         records = [
-            wire.record_from_bytes(item) if type(item) is bytes else cast(ExchangeRecord, item)
-            for item in batch
+            wire.record_from_bytes(item) if isinstance(item, bytes) else item for item in batch
         ]
-        self._send_records(self._fallback_transport, records)
+        queue = self.queue
+        polite = not queue.has_due_batch()
+        self._sender.send(transport, records, self._encode, polite=polite, deadline=queue.deadline)
 
     def _running_process(self) -> Optional[DeliveryProcess]:
         process = self._process
@@ -435,10 +409,10 @@ class ProcessDispatcher(Dispatcher):
             self._process_queued = status["queued"]
         etag = status.get("etag")
         if etag:
-            self._etag_seen(etag)
+            self._sender.note_etag(etag)
 
     def _process_gone(self, process: DeliveryProcess) -> None:
-        if process.bye is not None or self._closed:
+        if process.bye is not None or self.queue.closed:
             return  # it was told to finish
         with self._status_lock:
             held, self._process_queued = self._process_queued, 0
@@ -455,23 +429,48 @@ class ProcessDispatcher(Dispatcher):
 
     # ------------------------------------------------------------------ lifecycle
 
+    @property
+    def captured(self) -> int:
+        """Records accepted into the queue since start."""
+        return self.queue.accepted
+
+    @property
+    def last_etag(self) -> Optional[str]:
+        """The config ETag the collector last answered (through either process)."""
+        return self._sender.last_etag
+
     def queued(self) -> int:
-        return super().queued() + self._process_queued
+        """Records waiting here, being handed off, or held by the delivery process."""
+        return self.queue.queued() + self._process_queued
 
     def flush(self, timeout: Optional[float] = None) -> bool:
+        """Hands off what is queued, then waits until the delivery process delivered it; True
+        when all that went within ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        handed_off = super().flush(timeout)
+        handed_off = self.queue.flush(timeout)
         process = self._process
         if not handed_off or process is None or process.gone:
             return handed_off
         return process.flush(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def shutdown(self, timeout: Optional[float] = None) -> bool:
+        """Hands off and stops within ``timeout`` (default SHUTDOWN_TIMEOUT), then tells the
+        delivery process to finish within what is left of it."""
         if timeout is None:
-            timeout = self.options.shutdown_timeout
+            timeout = self.shutdown_timeout
         deadline = time.monotonic() + timeout
-        delivered = super().shutdown(timeout)
+        delivered = self.queue.shutdown(timeout)
         process = self._process
         if process is None or process.gone:
             return delivered
         return process.close(max(0.0, deadline - time.monotonic())) and delivered
+
+    # -- what core/lifecycle.py reads
+
+    @property
+    def closed(self) -> bool:
+        return self.queue.closed
+
+    @property
+    def shutdown_timeout(self) -> float:
+        return self._settings.shutdown_timeout

@@ -11,13 +11,12 @@ logged (rate-limited), never raised.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from ..counters import Counters
-from ..lifecycle import reset_in_forked_child, shut_down_at_exit
+from ..lifecycle import shut_down_at_exit
 from ..logs import LogOnce
 from ..wire.profile_items import (
     ACTIONS,
@@ -29,21 +28,38 @@ from ..wire.profile_items import (
     wire_items,
 )
 from ..wire.serialize import UnserializableEventError, serialize_event
-from .queue import QueueSender
-from .transport import Response, Transport, TransportOptions
+from .queue import BoundedQueue, QueueRules
+from .transport import Response, Transport
 
-__all__ = ["ProfileClient", "ProfileOptions"]
+if TYPE_CHECKING:
+    from ..config.schema import Settings
+
+__all__ = ["ProfileClient"]
 
 
-@dataclass(frozen=True)
-class ProfileOptions:
-    # Profile updates are rare next to events: a small queue bounds memory when the collector
-    # is down for long, and still absorbs a burst such as a nightly user sync.
-    queue_size: int = 10_000
-    queue_max_bytes: int = 10_000_000
-    batch_size: int = 100
-    batch_max_bytes: int = 5_000_000
-    shutdown_timeout: float = 5.0
+# Profile updates are rare next to events: a small queue bounds memory when the collector is
+# down for long, and still absorbs a burst such as a nightly user sync.
+_QUEUE_ITEMS = 10_000
+_QUEUE_BYTES = 10_000_000
+# Items and bytes of JSON in one batch call: the event batches' default bounds, far below the
+# hosted API's 50 MB per request; a sync of thousands of users goes in tens of calls.
+_BATCH_ITEMS = 100
+_BATCH_BYTES = 5_000_000
+_QUEUE_RULES = QueueRules(
+    max_items=_QUEUE_ITEMS,
+    max_bytes=_QUEUE_BYTES,
+    # The sender takes everything queued and coalesces it into batch calls by kind.
+    batch_items=_QUEUE_ITEMS,
+    # Sent at once: an update waits only while the sender is busy with earlier ones.
+    due_items=1,
+    due_bytes=1,
+    max_wait=None,
+    consumers=1,
+    thread_name="moesif-integrations-profiles",
+    what="profile updates",
+    dropped_counter="profiles_dropped",
+    failed_counter="profiles_failed",
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +68,7 @@ class _Queued:
     body: bytes
 
 
-class ProfileClient(QueueSender):
+class ProfileClient:
     """Sends users, companies, subscriptions and actions to the collector.
 
     Every method takes dicts (PROTOCOL.md field names), moesifapi model objects or JSON text.
@@ -62,29 +78,16 @@ class ProfileClient(QueueSender):
     everything.
     """
 
-    def __init__(
-        self,
-        transport_options: TransportOptions,
-        counters: Counters,
-        options: Optional[ProfileOptions] = None,
-    ) -> None:
-        self.transport_options = transport_options
-        self.options = options or ProfileOptions()
+    # lifecycle.py shuts senders down in this order at exit (lower first): after the events,
+    # which carry the API calls.
+    exit_order = 1
+
+    def __init__(self, settings: Settings, counters: Counters) -> None:
+        self._settings = settings
         self.counters = counters
-        self._reset_state()
-        reset_in_forked_child(self)
-        shut_down_at_exit(self)
-
-    _unsent_what = "profile updates"
-    exit_order = 1  # after the events: they carry the API calls
-
-    def _reset_state(self) -> None:
-        self._reset_queue_state()
         self._problems = LogOnce()
-        self._thread: Optional[threading.Thread] = None
-
-    def _sender_threads(self) -> List[threading.Thread]:
-        return [] if self._thread is None else [self._thread]
+        self.queue: BoundedQueue[_Queued] = BoundedQueue(_QUEUE_RULES, counters, self._run)
+        shut_down_at_exit(self)
 
     # ------------------------------------------------------------------ public calls
 
@@ -142,38 +145,14 @@ class ProfileClient(QueueSender):
         """All of one call's items, or none of them, so a batch is never half sent."""
         if not bodies:
             return True
-        size = sum(len(body) for body in bodies)
-        opts = self.options
-        with self._lock:
-            if (
-                not self._closed
-                and len(self._queue) + len(bodies) <= opts.queue_size
-                and self._queued_bytes + size <= opts.queue_max_bytes
-            ):
-                self._queue.extend(_Queued(kind, body) for body in bodies)
-                self._queued_bytes += size
-                if self._thread is None:
-                    self._start_thread()
-                self._wake.notify()
-                return True
-        self.counters.add("profiles_dropped", len(bodies))
-        self._problems.log(
-            "queue-full",
-            logging.WARNING,
-            "profile queue full or closed (%d items / %d bytes bound); %d %s dropped",
-            opts.queue_size,
-            opts.queue_max_bytes,
-            len(bodies),
-            kind.name,
-        )
-        return False
+        return self.queue.put_all([_Queued(kind, body) for body in bodies], list(map(len, bodies)))
 
     def _send_now(self, kind: ProfileKind, bodies: List[bytes]) -> bool:
         if not bodies:
             return True
         # Its own connection: Transport is not thread-safe and callers may be many threads.
-        transport = Transport(self.transport_options, self._stop)
-        budget = self.transport_options.connect_timeout + self.transport_options.read_timeout
+        transport = Transport(self._settings, self.queue.stopping)
+        budget = self._settings.connect_timeout + self._settings.read_timeout
         try:
             return self._send_kind(transport, kind, bodies, time.monotonic() + budget)
         finally:
@@ -181,46 +160,10 @@ class ProfileClient(QueueSender):
 
     # ------------------------------------------------------------------ sender thread
 
-    def _start_thread(self) -> None:
-        # Called with the lock held, on first use in this process.
-        thread = threading.Thread(
-            target=self._run, name="moesif-integrations-profiles", daemon=True
-        )
-        self._thread = thread
-        thread.start()
-
-    def _take(self) -> List[_Queued]:
-        """Waits for items and takes all that are queued, to coalesce them into batches."""
-        with self._lock:
-            while not self._queue:
-                if self._stop.is_set():
-                    return []
-                self._wake.wait()
-            taken = list(self._queue)
-            self._queue.clear()
-            self._queued_bytes = 0
-            self._in_flight += len(taken)
-            return taken
-
-    def _run(self) -> None:
-        transport = Transport(self.transport_options, self._stop)
+    def _run(self, number: int) -> None:
+        transport = Transport(self._settings, self.queue.stopping)
         try:
-            while True:
-                taken = self._take()
-                if not taken:
-                    return
-                try:
-                    self._send_taken(transport, taken)
-                except Exception:  # a bug here must not kill the sender
-                    self.counters.add("profiles_failed", len(taken))
-                    self._problems.log(
-                        "sender-bug",
-                        logging.ERROR,
-                        "unexpected error while sending profiles",
-                        exc_info=True,
-                    )
-                finally:
-                    self._done(len(taken))
+            self.queue.serve(number, lambda taken: self._send_taken(transport, taken))
         finally:
             transport.close()
 
@@ -231,7 +174,7 @@ class ProfileClient(QueueSender):
             by_kind.setdefault(queued.kind.name, []).append(queued.body)
             kinds[queued.kind.name] = queued.kind
         for name, bodies in by_kind.items():
-            self._send_kind(transport, kinds[name], bodies, self._deadline)
+            self._send_kind(transport, kinds[name], bodies, self.queue.deadline)
 
     # ------------------------------------------------------------------ either thread
 
@@ -257,10 +200,7 @@ class ProfileClient(QueueSender):
         chunk: List[bytes] = []
         chunk_bytes = 0
         for body in bodies:
-            if chunk and (
-                len(chunk) >= self.options.batch_size
-                or chunk_bytes + len(body) + 1 > self.options.batch_max_bytes
-            ):
+            if chunk and (len(chunk) >= _BATCH_ITEMS or chunk_bytes + len(body) + 1 > _BATCH_BYTES):
                 chunks.append(chunk)
                 chunk, chunk_bytes = [], 0
             chunk.append(body)
@@ -322,13 +262,26 @@ class ProfileClient(QueueSender):
 
     # ------------------------------------------------------------------ lifecycle
 
+    def queued(self) -> int:
+        """Items waiting or being sent."""
+        return self.queue.queued()
+
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Waits until what is queued now was sent (or given up); False when ``timeout`` seconds
         passed first. Delivery failures are in the counters, not in this answer."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            if not self._queue and not self._in_flight:
-                return True
-            if self._thread is None:  # pragma: no cover - a queued item always starts it
-                return False
-            return self._wait_until_idle(deadline)
+        return self.queue.flush(timeout)
+
+    def shutdown(self, timeout: Optional[float] = None) -> bool:
+        """Flushes within ``timeout`` (default SHUTDOWN_TIMEOUT), then stops the sender; later
+        calls are refused. True when everything was delivered."""
+        return self.queue.shutdown(self.shutdown_timeout if timeout is None else timeout)
+
+    # -- what core/lifecycle.py reads
+
+    @property
+    def closed(self) -> bool:
+        return self.queue.closed
+
+    @property
+    def shutdown_timeout(self) -> float:
+        return self._settings.shutdown_timeout

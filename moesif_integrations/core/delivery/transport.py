@@ -32,31 +32,6 @@ if TYPE_CHECKING:
 USER_AGENT = f"moesif-integrations-python/{__version__}"
 
 
-@dataclass(frozen=True)
-class TransportOptions:
-    base_uri: str
-    application_id: str
-    connect_timeout: float = 5.0
-    read_timeout: float = 15.0
-    max_retries: int = 4
-    retry_backoff: float = 0.5
-    retry_max_delay: float = 30.0
-    gzip_level: int = 1
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> TransportOptions:
-        return cls(
-            base_uri=settings.base_uri,
-            application_id=settings.application_id,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-            max_retries=settings.max_retries,
-            retry_backoff=settings.retry_backoff,
-            retry_max_delay=settings.retry_max_delay,
-            gzip_level=settings.gzip_level,
-        )
-
-
 @dataclass
 class Response:
     """What one attempt, or the last of several, came to."""
@@ -133,9 +108,9 @@ class Transport:
     """Sends requests to the collector over one reusable connection. Not thread-safe: each
     sender thread owns its own Transport."""
 
-    def __init__(self, options: TransportOptions, stop: Optional[threading.Event] = None) -> None:
-        self.options = options
-        parts = urlsplit(options.base_uri)
+    def __init__(self, settings: Settings, stop: Optional[threading.Event] = None) -> None:
+        self._settings = settings
+        parts = urlsplit(settings.base_uri)
         self._https = parts.scheme == "https"
         self._host = parts.hostname or ""
         self._port = parts.port
@@ -143,7 +118,7 @@ class Transport:
         self._stop = stop or threading.Event()
         self._conn: Optional[http.client.HTTPConnection] = None
         self._headers = {
-            "X-Moesif-Application-Id": options.application_id,
+            "X-Moesif-Application-Id": settings.application_id,
             "User-Agent": USER_AGENT,
             "Content-Type": "application/json; charset=utf-8",
             "Accept-Encoding": "identity",
@@ -161,7 +136,7 @@ class Transport:
         if self._conn is None:
             cls = _TimedHTTPSConnection if self._https else _TimedHTTPConnection
             self._conn = cls(
-                self._host, self._port, self.options.connect_timeout, self.options.read_timeout
+                self._host, self._port, self._settings.connect_timeout, self._settings.read_timeout
             )
         return self._conn
 
@@ -212,7 +187,7 @@ class Transport:
             response.attempts = attempt
             if response.ok or not is_transient(response.status):
                 return response
-            if attempt > self.options.max_retries or self._stop.is_set():
+            if attempt > self._settings.max_retries or self._stop.is_set():
                 return response
             delay = self.backoff(attempt, parse_retry_after(response.header("retry-after")))
             if deadline is not None and time.monotonic() + delay > deadline:
@@ -221,9 +196,9 @@ class Transport:
                 return response
 
     def backoff(self, attempt: int, retry_after: Optional[float]) -> float:
-        cap = self.options.retry_max_delay
+        cap = self._settings.retry_max_delay
         if retry_after is not None:
             return min(retry_after, cap)
-        ceiling = min(cap, self.options.retry_backoff * (2 ** (attempt - 1)))
+        ceiling = min(cap, self._settings.retry_backoff * (2 ** (attempt - 1)))
         # Full jitter: senders of many processes that failed together do not retry together.
         return random.uniform(ceiling / 2, ceiling)
