@@ -42,7 +42,7 @@ def make_client(collector: Collector) -> Iterator[ClientFactory]:
     yield factory
     collector.heal()
     for client in made:
-        client.shutdown(timeout=1)
+        client.queue.shutdown(timeout=1)
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_single_items_of_each_kind_go_to_their_single_endpoints(
         {"subscription_id": "s1", "company_id": "c1", "status": "active"}
     )
     assert client.send_action({"action_name": "Signed Up", "user_id": "u1"})
-    assert client.flush(timeout=5)
+    assert client.queue.flush(timeout=5)
 
     assert collector.users() == [{"user_id": "u1", "metadata": {"plan": "gold"}}]
     assert collector.companies() == [{"company_id": "c1", "company_domain": "acme.com"}]
@@ -115,7 +115,7 @@ def test_batches_of_each_kind_go_to_their_batch_endpoints(
         ]
     )
     assert client.send_actions_batch([{"action_name": "a"}, {"action_name": "b"}])
-    assert client.flush(timeout=5)
+    assert client.queue.flush(timeout=5)
 
     assert [u["user_id"] for u in collector.users()] == ["u1", "u2"]
     assert [c["company_id"] for c in collector.companies()] == ["c1", "c2"]
@@ -147,7 +147,7 @@ def test_items_queued_while_the_sender_is_busy_are_coalesced(
     collector.wait_for_requests(1, "/v1/users", timeout=5)  # the sender is now waiting on it
     for n in range(5):
         assert client.update_user({"user_id": f"later-{n}"})
-    assert client.flush(timeout=5)
+    assert client.queue.flush(timeout=5)
     assert [u["user_id"] for u in collector.users()] == ["first"] + [f"later-{n}" for n in range(5)]
     assert collector.request_count("/v1/users") == 1
     assert collector.request_count("/v1/users/batch") == 1
@@ -156,7 +156,7 @@ def test_items_queued_while_the_sender_is_busy_are_coalesced(
 def test_empty_batch_sends_nothing(client: ProfileClient, collector: Collector) -> None:
     assert client.update_users_batch([])
     assert client.update_companies_batch([], sync=True)
-    assert client.flush(timeout=5)
+    assert client.queue.flush(timeout=5)
     assert collector.request_counts()["/v1/users/batch"] == 0
     assert collector.request_counts()["/v1/companies/batch"] == 0
 
@@ -232,7 +232,7 @@ def test_datetimes_anywhere_become_iso_strings(client: ProfileClient, collector:
             "items": [{"plan_id": "p1", "created_at": datetime.datetime(2026, 2, 28, 23, 59)}],
         }
     )
-    assert client.flush(timeout=5)
+    assert client.queue.flush(timeout=5)
     (user,) = collector.users()
     assert user["modified_time"] == "2026-03-04T05:06:07+00:00"
     assert user["metadata"] == {
@@ -266,7 +266,7 @@ def test_the_queued_item_is_a_snapshot_of_the_call(
     assert client.update_user(profile)
     profile["metadata"]["plan"] = "changed after the call"
     profile["user_id"] = "someone else"
-    assert client.flush(timeout=5)
+    assert client.queue.flush(timeout=5)
     assert collector.users() == [{"user_id": "u1", "metadata": {"plan": "free"}}]
 
 
@@ -279,7 +279,7 @@ def test_an_action_without_a_time_gets_the_time_of_the_call(
         {"action_name": "own time", "request": {"time": "2026-01-01T00:00:00.000"}}
     )
     assert client.send_action({"action_name": "no request"})
-    assert client.flush(timeout=5)
+    assert client.queue.flush(timeout=5)
     stamped, own, bare = collector.actions()
     assert stamped["request"]["uri"] == "https://x/y"
     stamped_at = datetime.datetime.fromisoformat(stamped["request"]["time"])
@@ -315,15 +315,15 @@ def test_a_missing_required_field_raises_value_error_naming_it(
         getattr(client, method)(item)
     with pytest.raises(ValueError, match=field):
         getattr(client, method)(item, sync=True)
-    assert client.flush(timeout=5)
+    assert client.queue.flush(timeout=5)
     assert sum(collector.request_counts().values()) == 0
 
 
 def test_one_bad_item_refuses_the_whole_batch(client: ProfileClient, collector: Collector) -> None:
     with pytest.raises(ValueError, match=r"users\[1\].*user_id"):
         client.update_users_batch([{"user_id": "ok"}, {"company_id": "c1"}, {"user_id": "ok2"}])
-    assert client.flush(timeout=5)
-    assert client.queued() == 0
+    assert client.queue.flush(timeout=5)
+    assert client.queue.queued() == 0
     assert collector.request_counts()["/v1/users/batch"] == 0
 
 
@@ -350,7 +350,7 @@ def test_a_value_json_cannot_carry_is_counted_not_raised(
     batch = [{"user_id": "good"}, bad, {"user_id": "nan", "x": 1e999}]
     assert client.update_users_batch(batch) is False
     assert client.update_user(bad, sync=True) is False
-    assert client.flush(timeout=5)
+    assert client.queue.flush(timeout=5)
     # A non-finite number goes as null, as JSON cannot say more of it: that item is sent.
     assert [u["user_id"] for u in collector.users()] == ["good", "nan"]
     assert collector.users()[1]["x"] is None
@@ -369,9 +369,9 @@ def test_collector_down_is_counted_and_logged_once_not_raised(
     caplog.set_level(logging.WARNING, "moesif_integrations")
     client = make_client(base_uri=free_port(), max_retries=1, retry_backoff=0.01)
     assert client.update_user({"user_id": "u1"})
-    assert client.flush(timeout=5)
+    assert client.queue.flush(timeout=5)
     assert client.update_companies_batch([{"company_id": "c1"}, {"company_id": "c2"}])
-    assert client.flush(timeout=5)
+    assert client.queue.flush(timeout=5)
     assert client.update_user({"user_id": "u2"}, sync=True) is False
     stats = client.counters.snapshot()
     assert stats["profiles_failed"] == 4 and stats["profiles_sent"] == 0
@@ -392,7 +392,7 @@ def test_calls_return_at_once_with_a_hanging_collector(
     assert client.send_action({"action_name": "a"})
     assert time.perf_counter() - started < 0.05
     # The sender gives up after its read timeout; the failures are counted.
-    assert client.flush(timeout=5)
+    assert client.queue.flush(timeout=5)
     assert client.counters.get("profiles_failed") == 53
     assert client.counters.get("profiles_sent") == 0
 
@@ -414,9 +414,9 @@ def test_flush_gives_up_at_its_timeout(make_client: ClientFactory, collector: Co
     client = make_client(read_timeout=30)
     assert client.update_user({"user_id": "u1"})
     started = time.monotonic()
-    assert client.flush(timeout=0.3) is False
+    assert client.queue.flush(timeout=0.3) is False
     assert time.monotonic() - started < 1.0
-    assert client.queued() == 1
+    assert client.queue.queued() == 1
 
 
 def test_transient_failures_are_retried(make_client: ClientFactory, collector: Collector) -> None:
@@ -452,14 +452,14 @@ def test_a_full_queue_drops_the_whole_call_and_counts_it(
     client = make_client(read_timeout=0.3, max_retries=0)
     assert client.update_users_batch([{"user_id": f"u{n}"} for n in range(4)]) is False
     assert client.counters.get("profiles_dropped") == 4
-    assert client.queued() == 0
+    assert client.queue.queued() == 0
     assert client.update_users_batch([{"user_id": f"u{n}"} for n in range(3)])
-    assert client.queued() == 3
+    assert client.queue.queued() == 3
 
 
 def test_calls_after_shutdown_are_dropped(client: ProfileClient, collector: Collector) -> None:
     assert client.update_user({"user_id": "before"})
-    assert client.shutdown(timeout=5)
+    assert client.queue.shutdown(timeout=5)
     assert client.update_user({"user_id": "after"}) is False
     assert client.counters.get("profiles_dropped") == 1
     assert [u["user_id"] for u in collector.users()] == ["before"]
@@ -468,13 +468,13 @@ def test_calls_after_shutdown_are_dropped(client: ProfileClient, collector: Coll
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_forked_child_sends_its_own_updates(client: ProfileClient, collector: Collector) -> None:
     assert client.update_user({"user_id": "parent"})
-    assert client.flush(timeout=5)
+    assert client.queue.flush(timeout=5)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         code = 1
         try:
             client.update_user({"user_id": "child"})
-            code = 0 if client.flush(timeout=5) else 2
+            code = 0 if client.queue.flush(timeout=5) else 2
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)

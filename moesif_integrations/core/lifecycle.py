@@ -3,9 +3,10 @@
 - In a child of ``fork()`` (gunicorn ``--preload``, uWSGI) the parent's threads do not exist and
   a lock another thread held at that instant stays locked for ever: each registered object
   gets fresh state there (``after_fork_in_child``).
-- At exit, every open sender is shut down within ONE budget, the largest SHUTDOWN_TIMEOUT among
-  them, so exit never takes longer than that however many integrations the process has. Event
-  senders go first (they carry the API calls), profile senders get what is left.
+- At exit, every open delivery queue (``delivery/queue.py``, with its sender threads) is shut
+  down within ONE budget, the largest SHUTDOWN_TIMEOUT among them, so exit never takes longer
+  than that however many integrations the process has. Events go first (they carry the API
+  calls), profile updates get what is left.
 """
 
 from __future__ import annotations

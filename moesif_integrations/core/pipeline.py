@@ -103,14 +103,14 @@ class Pipeline:
         # Both senders work meanwhile; the profiles get what is left of the one budget.
         deadline = None if timeout is None else time.monotonic() + timeout
         events_flushed = self.delivery.flush(timeout)
-        return self.profiles.flush(_remaining(deadline)) and events_flushed
+        return self.profiles.queue.flush(_remaining(deadline)) and events_flushed
 
     def shutdown(self, timeout: Optional[float] = None) -> bool:
         if timeout is None:
             timeout = self.settings.shutdown_timeout
         deadline = time.monotonic() + timeout
         events_delivered = self.delivery.shutdown(timeout)
-        return self.profiles.shutdown(_remaining(deadline)) and events_delivered
+        return self.profiles.queue.shutdown(_remaining(deadline)) and events_delivered
 
     def stats(self) -> Dict[str, int]:
         stats = self.counters.snapshot()

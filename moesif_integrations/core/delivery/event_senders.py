@@ -19,7 +19,6 @@ import time
 from typing import TYPE_CHECKING, Callable, Generic, List, Optional, Sequence, TypeVar
 
 from ..counters import Counters
-from ..lifecycle import shut_down_at_exit
 from ..logs import LogOnce
 from .queue import BoundedQueue, QueueRules
 from .transport import Response, Transport, gzip_compress
@@ -174,6 +173,8 @@ def event_queue_rules(settings: Settings) -> QueueRules:
         what="events",
         dropped_counter="dropped_queue_full",
         failed_counter="failed",
+        # Before the profile updates: events carry the API calls.
+        exit_order=0,
     )
 
 
@@ -181,9 +182,6 @@ class SenderThreads(Generic[T]):
     """Event delivery by sender threads in this process: ``put(item)`` queues an item,
     ``encode`` turns it into wire JSON on a sender thread, ``size_of`` is what it counts for
     against EVENT_QUEUE_MAX_BYTES."""
-
-    # lifecycle.py shuts senders down in this order at exit (lower first): events first.
-    exit_order = 0
 
     def __init__(
         self,
@@ -198,20 +196,16 @@ class SenderThreads(Generic[T]):
         self._size_of = size_of
         self._sender = EventBatchSender(settings, counters, on_config_etag)
         self.queue: BoundedQueue[T] = BoundedQueue(
-            event_queue_rules(settings), counters, self._run_sender
+            event_queue_rules(settings), counters, self._run_sender, settings.shutdown_timeout
         )
-        shut_down_at_exit(self)
 
     def put(self, item: T) -> bool:
         """Queues an item; False (and counted) when the queue is full or closed."""
         return self.queue.put(item, self._size_of(item))
 
     def _run_sender(self, number: int) -> None:
-        transport = Transport(self._settings, self.queue.stopping)
-        try:
+        with Transport(self._settings, self.queue.stopping) as transport:
             self.queue.serve(number, lambda batch: self._send(transport, batch))
-        finally:
-            transport.close()
 
     def _send(self, transport: Transport, batch: List[T]) -> None:
         queue = self.queue
@@ -239,14 +233,4 @@ class SenderThreads(Generic[T]):
     def shutdown(self, timeout: Optional[float] = None) -> bool:
         """Flushes within ``timeout`` (default SHUTDOWN_TIMEOUT), then stops the senders; later
         items are refused. True when everything was delivered."""
-        return self.queue.shutdown(self.shutdown_timeout if timeout is None else timeout)
-
-    # -- what core/lifecycle.py reads
-
-    @property
-    def closed(self) -> bool:
-        return self.queue.closed
-
-    @property
-    def shutdown_timeout(self) -> float:
-        return self._settings.shutdown_timeout
+        return self.queue.shutdown(timeout)

@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 
 from ..config.schema import OPTIONS, OptionKind, Settings
 from ..counters import Counters
-from ..lifecycle import reset_in_forked_child, shut_down_at_exit
+from ..lifecycle import reset_in_forked_child
 from ..logs import LogOnce, logger
 from ..record import ExchangeRecord
 from . import pipe as wire
@@ -225,9 +225,6 @@ class ProcessDelivery:
     """Event delivery by a delivery process: a bounded queue of marshal bytes in this process,
     one hand-off thread that writes what is queued to the pipe, and the fallback."""
 
-    # lifecycle.py shuts senders down in this order at exit (lower first): events first.
-    exit_order = 0
-
     def __init__(
         self,
         settings: Settings,
@@ -258,12 +255,15 @@ class ProcessDelivery:
             ),
             counters,
             self._run_handoff,
+            settings.shutdown_timeout,
+            # At shutdown, once all is handed off: the delivery process finishes in what is
+            # left of the budget.
+            after_stop=self._close_process,
         )
-        self._pid = os.getpid()
         self._process: Optional[DeliveryProcess] = None
+        self._pid = os.getpid()
         self._reset_state()
         reset_in_forked_child(self)
-        shut_down_at_exit(self)
 
     def put(self, record: ExchangeRecord) -> bool:
         """Queues the record's marshal bytes (the record itself where it must be encoded here);
@@ -277,12 +277,17 @@ class ProcessDelivery:
             return self.queue.put(record, record.approximate_size())
         return self.queue.put(data, len(data) + BYTES_OBJECT_OVERHEAD)
 
+    @property
+    def captured(self) -> int:
+        """Records accepted into the queue since start."""
+        return self.queue.accepted
+
     def _reset_state(self) -> None:
         """No delivery process yet: at construction and in a forked child."""
         previous = self._process
         if previous is not None and self._pid != os.getpid():
             previous.abandon_after_fork()
-        self._pid = os.getpid()
+        self._pid = os.getpid()  # the process that owns the delivery process started next
         self._process = None
         self._status_lock = threading.Lock()
         # The current delivery process's counters as last reported, and what it holds.
@@ -304,11 +309,8 @@ class ProcessDelivery:
 
     def _run_handoff(self, number: int) -> None:
         # The connection is only for the fallback: none is opened while a process delivers.
-        transport = Transport(self._settings, self.queue.stopping)
-        try:
+        with Transport(self._settings, self.queue.stopping) as transport:
             self.queue.serve(number, lambda batch: self._hand_off(transport, batch))
-        finally:
-            transport.close()
 
     def _hand_off(self, transport: Transport, batch: List[Queued]) -> None:
         process = self._running_process()
@@ -396,6 +398,12 @@ class ProcessDelivery:
 
     # ------------------------------------------------------------------ replies
 
+    @property
+    def last_etag(self) -> Optional[str]:
+        """The config ETag the collector last answered, to either process: the delivery
+        process reports it with its counters."""
+        return self._sender.last_etag
+
     def _take_status(self, status: Dict[str, Any]) -> None:
         """Adds what the delivery process counted since its last report to this one's counters."""
         counters: Dict[str, int] = status["counters"]
@@ -429,16 +437,6 @@ class ProcessDelivery:
 
     # ------------------------------------------------------------------ lifecycle
 
-    @property
-    def captured(self) -> int:
-        """Records accepted into the queue since start."""
-        return self.queue.accepted
-
-    @property
-    def last_etag(self) -> Optional[str]:
-        """The config ETag the collector last answered (through either process)."""
-        return self._sender.last_etag
-
     def queued(self) -> int:
         """Records waiting here, being handed off, or held by the delivery process."""
         return self.queue.queued() + self._process_queued
@@ -456,21 +454,8 @@ class ProcessDelivery:
     def shutdown(self, timeout: Optional[float] = None) -> bool:
         """Hands off and stops within ``timeout`` (default SHUTDOWN_TIMEOUT), then tells the
         delivery process to finish within what is left of it."""
-        if timeout is None:
-            timeout = self.shutdown_timeout
-        deadline = time.monotonic() + timeout
-        delivered = self.queue.shutdown(timeout)
+        return self.queue.shutdown(timeout)
+
+    def _close_process(self, timeout: float) -> bool:
         process = self._process
-        if process is None or process.gone:
-            return delivered
-        return process.close(max(0.0, deadline - time.monotonic())) and delivered
-
-    # -- what core/lifecycle.py reads
-
-    @property
-    def closed(self) -> bool:
-        return self.queue.closed
-
-    @property
-    def shutdown_timeout(self) -> float:
-        return self._settings.shutdown_timeout
+        return process is None or process.gone or process.close(timeout)

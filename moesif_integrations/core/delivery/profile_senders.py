@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from ..counters import Counters
-from ..lifecycle import shut_down_at_exit
 from ..logs import LogOnce
 from ..wire.profile_items import (
     ACTIONS,
@@ -59,6 +58,8 @@ _QUEUE_RULES = QueueRules(
     what="profile updates",
     dropped_counter="profiles_dropped",
     failed_counter="profiles_failed",
+    # After the events, which carry the API calls.
+    exit_order=1,
 )
 
 
@@ -78,16 +79,13 @@ class ProfileClient:
     everything.
     """
 
-    # lifecycle.py shuts senders down in this order at exit (lower first): after the events,
-    # which carry the API calls.
-    exit_order = 1
-
     def __init__(self, settings: Settings, counters: Counters) -> None:
         self._settings = settings
         self.counters = counters
         self._problems = LogOnce()
-        self.queue: BoundedQueue[_Queued] = BoundedQueue(_QUEUE_RULES, counters, self._run)
-        shut_down_at_exit(self)
+        self.queue: BoundedQueue[_Queued] = BoundedQueue(
+            _QUEUE_RULES, counters, self._run, settings.shutdown_timeout
+        )
 
     # ------------------------------------------------------------------ public calls
 
@@ -151,21 +149,15 @@ class ProfileClient:
         if not bodies:
             return True
         # Its own connection: Transport is not thread-safe and callers may be many threads.
-        transport = Transport(self._settings, self.queue.stopping)
         budget = self._settings.connect_timeout + self._settings.read_timeout
-        try:
+        with Transport(self._settings, self.queue.stopping) as transport:
             return self._send_kind(transport, kind, bodies, time.monotonic() + budget)
-        finally:
-            transport.close()
 
     # ------------------------------------------------------------------ sender thread
 
     def _run(self, number: int) -> None:
-        transport = Transport(self._settings, self.queue.stopping)
-        try:
+        with Transport(self._settings, self.queue.stopping) as transport:
             self.queue.serve(number, lambda taken: self._send_taken(transport, taken))
-        finally:
-            transport.close()
 
     def _send_taken(self, transport: Transport, taken: List[_Queued]) -> None:
         by_kind: Dict[str, List[bytes]] = {}
@@ -259,29 +251,3 @@ class ProfileClient:
                 count,
                 kind.name,
             )
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def queued(self) -> int:
-        """Items waiting or being sent."""
-        return self.queue.queued()
-
-    def flush(self, timeout: Optional[float] = None) -> bool:
-        """Waits until what is queued now was sent (or given up); False when ``timeout`` seconds
-        passed first. Delivery failures are in the counters, not in this answer."""
-        return self.queue.flush(timeout)
-
-    def shutdown(self, timeout: Optional[float] = None) -> bool:
-        """Flushes within ``timeout`` (default SHUTDOWN_TIMEOUT), then stops the sender; later
-        calls are refused. True when everything was delivered."""
-        return self.queue.shutdown(self.shutdown_timeout if timeout is None else timeout)
-
-    # -- what core/lifecycle.py reads
-
-    @property
-    def closed(self) -> bool:
-        return self.queue.closed
-
-    @property
-    def shutdown_timeout(self) -> float:
-        return self._settings.shutdown_timeout

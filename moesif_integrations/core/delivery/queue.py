@@ -8,7 +8,8 @@ delivery process and the profile sender each hold one.
   in flight makes ``flush`` wait for sending, not only for taking.
 - ``flush(timeout)`` wakes every consumer and waits until nothing is queued or in flight;
   meanwhile ``deadline`` tells retries when to give up. ``shutdown`` flushes within a budget,
-  closes and stops the consumers, and logs what was left unsent.
+  closes and stops the consumers, and logs what was left unsent; at exit it runs within the
+  budget ``lifecycle.shut_down_at_exit`` shares among every open queue.
 - In a forked child the queue starts empty with fresh locks and no threads
   (``lifecycle.reset_in_forked_child``): the parent's items are the parent's to send.
 """
@@ -25,7 +26,7 @@ from time import monotonic as _monotonic
 from typing import Callable, Deque, Generic, List, Optional, Sequence, Tuple, TypeVar
 
 from ..counters import Counters
-from ..lifecycle import reset_in_forked_child
+from ..lifecycle import reset_in_forked_child, shut_down_at_exit
 from ..logs import LogOnce, logger
 
 T = TypeVar("T")
@@ -60,17 +61,29 @@ class QueueRules:
     # Counters of items refused (queue full or closed) and of items a consumer bug lost.
     dropped_counter: str
     failed_counter: str
+    # lifecycle.py shuts queues down in this order at exit (lower first).
+    exit_order: int
 
 
 class BoundedQueue(Generic[T]):
     def __init__(
-        self, rules: QueueRules, counters: Counters, consumer: Callable[[int], None]
+        self,
+        rules: QueueRules,
+        counters: Counters,
+        consumer: Callable[[int], None],
+        shutdown_timeout: float,
+        after_stop: Optional[Callable[[float], bool]] = None,
     ) -> None:
         """``consumer(number)`` is the body of consumer thread ``number``: it calls
-        ``serve(number, handler)`` (around it, what the thread holds, such as a connection)."""
+        ``serve(number, handler)`` (around it, what the thread holds, such as a connection).
+        ``after_stop(seconds left)`` ends ``shutdown``, once the consumers stopped: what the
+        owner must still finish; False when it did not deliver everything."""
         self.rules = rules
+        self.exit_order = rules.exit_order
+        self.shutdown_timeout = shutdown_timeout
         self._counters = counters
         self._consumer = consumer
+        self._after_stop = after_stop
         self._problems = LogOnce()
         # The bounds and due rules as attributes of their own: put() reads them on every call.
         self._max_items, self._max_bytes = rules.max_items, rules.max_bytes
@@ -80,6 +93,7 @@ class BoundedQueue(Generic[T]):
         self._accepted = 0
         self._reset()
         reset_in_forked_child(self)
+        shut_down_at_exit(self)
 
     def _reset(self) -> None:
         """Fresh queue and locks, no threads: at construction and in a forked child (where a
@@ -314,10 +328,13 @@ class BoundedQueue(Generic[T]):
         self._wake.notify_all()
         self._wake_helpers.notify_all()
 
-    def shutdown(self, timeout: float) -> bool:
-        """Flushes within ``timeout``, then closes the queue (later items are refused) and
-        stops the consumers. True when everything was delivered; otherwise one log line says
+    def shutdown(self, timeout: Optional[float] = None) -> bool:
+        """Flushes within ``timeout`` (default: the owner's SHUTDOWN_TIMEOUT), then closes the
+        queue (later items are refused), stops the consumers and runs ``after_stop`` with what
+        is left of ``timeout``. True when everything was delivered; otherwise one log line says
         how many items were left unsent."""
+        if timeout is None:
+            timeout = self.shutdown_timeout
         started = time.monotonic()
         delivered = self.flush(timeout)
         with self._lock:
@@ -332,4 +349,8 @@ class BoundedQueue(Generic[T]):
             logger.warning(
                 "shutdown: %d %s left unsent after %.1fs", left, self.rules.what, timeout
             )
-        return delivered and not left
+        delivered = delivered and not left
+        if self._after_stop is not None:
+            remaining = max(0.0, timeout - (time.monotonic() - started))
+            delivered = self._after_stop(remaining) and delivered
+        return delivered

@@ -124,6 +124,12 @@ class Transport:
             "Accept-Encoding": "identity",
         }
 
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._conn is not None:
             try:
