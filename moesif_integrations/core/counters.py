@@ -19,7 +19,7 @@ COUNTER_NAMES = (
     "capture_errors",
     "hook_errors",
     "retries",
-    # users, companies, subscriptions and actions (core/api.py)
+    # users, companies, subscriptions and actions (delivery/profile_senders.py)
     "profiles_sent",
     "profiles_failed",
     "profiles_dropped",
