@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from typing import Any, Callable, Dict, List
 
 import pytest
@@ -17,6 +18,10 @@ from wsgi_client import call
 
 from moesif_integrations import MoesifMiddleware
 from moesif_integrations.collector import Collector
+from moesif_integrations.core.config.schema import Settings
+from moesif_integrations.core.counters import Counters
+from moesif_integrations.core.delivery.event_senders import event_queue_rules
+from moesif_integrations.core.delivery.queue import BoundedQueue
 
 APP_ID = "delivery-app-id"
 
@@ -338,3 +343,108 @@ def test_exit_budget_is_shared_by_every_sender(collector: Any) -> None:
     assert done.returncode == 0, done.stderr
     assert elapsed < 2 + 1.0 + 1.5  # one budget + a second + interpreter start-up
     collector.heal()
+
+
+# ---------------------------------------------------------------------- the bounded queue
+
+
+def make_queue(taken: List[List[str]], after_stop: Any = None, **changes: Any) -> BoundedQueue[str]:
+    settings = Settings(
+        application_id=APP_ID,
+        event_queue_size=3,
+        batch_size=10,
+        event_batch_timeout=0.05,
+        event_worker_count=1,
+    )
+    rules = replace(
+        event_queue_rules(settings), max_bytes=100, due_items=2, due_bytes=100, what="things"
+    )
+    queue: BoundedQueue[str] = BoundedQueue(
+        replace(rules, **changes),
+        Counters(),
+        lambda number: queue.serve(number, taken.append),
+        shutdown_timeout=1.0,
+        after_stop=after_stop,
+    )
+    return queue
+
+
+def test_queue_refuses_beyond_either_bound_and_counts_it(caplog: Any) -> None:
+    taken: List[List[str]] = []
+    queue = make_queue(taken, max_wait=60.0, due_items=10)
+    caplog.set_level(logging.WARNING, logger="moesif_integrations")
+    assert queue.put("a", 10) and queue.put("b", 10)
+    assert not queue.put("too big", 81)  # 101 bytes
+    assert queue.put("c", 10)
+    assert not queue.put("d", 1)  # a fourth item
+    assert queue.accepted == 3 and queue.queued() == 3
+    assert queue._counters.get("dropped_queue_full") == 2
+    assert caplog.text.count("the queue of things is full or closed") == 1  # rate-limited
+    assert queue.shutdown(5)
+    assert [item for batch in taken for item in batch] == ["a", "b", "c"]
+    assert not queue.put("after", 1)
+    assert queue._counters.get("dropped_queue_full") == 3
+
+
+def test_queue_put_all_queues_all_or_nothing() -> None:
+    taken: List[List[str]] = []
+    queue = make_queue(taken, max_wait=None, due_items=1, due_bytes=1)
+    assert not queue.put_all(["a", "b", "c", "d"], [1, 1, 1, 1])
+    assert queue._counters.get("dropped_queue_full") == 4 and queue.queued() == 0
+    assert queue.put_all(["a", "b"], [1, 1])
+    assert queue.flush(5)
+    assert [item for batch in taken for item in batch] == ["a", "b"]
+
+
+def test_queue_takes_a_lone_item_after_max_wait_and_a_due_batch_at_once() -> None:
+    taken: List[List[str]] = []
+    queue = make_queue(taken, max_wait=1.0)
+    queue.put("lone", 1)
+    time.sleep(0.1)
+    assert taken == []  # neither due nor old enough yet
+    deadline = time.monotonic() + 5
+    while not taken and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert taken == [["lone"]]
+    started = time.monotonic()
+    queue.put("x", 1)
+    queue.put("y", 1)  # due by count: consumer 0 is woken
+    while len(taken) < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert taken[1] == ["x", "y"] and time.monotonic() - started < 0.5
+    queue.shutdown(1)
+
+
+def test_queue_shutdown_gives_after_stop_what_is_left_of_the_budget() -> None:
+    budgets: List[float] = []
+
+    def after_stop(remaining: float) -> bool:
+        budgets.append(remaining)
+        return False
+
+    queue = make_queue([], after_stop=after_stop)
+    queue.put("a", 1)
+    assert queue.shutdown(2.0) is False  # delivered here, not by what after_stop finished
+    assert queue.closed and len(budgets) == 1 and 1.0 < budgets[0] <= 2.0
+
+
+def test_a_consumer_bug_counts_its_batch_as_failed_and_the_thread_goes_on() -> None:
+    handled: List[List[str]] = []
+
+    def handle(batch: List[str]) -> None:
+        if batch == ["bad"]:
+            raise RuntimeError("bug")
+        handled.append(batch)
+
+    queue: BoundedQueue[str] = BoundedQueue(
+        replace(make_queue([]).rules, due_items=1),
+        Counters(),
+        lambda number: queue.serve(number, handle),
+        shutdown_timeout=1.0,
+    )
+    queue.put("bad", 1)
+    assert queue.flush(5)
+    queue.put("good", 1)
+    assert queue.flush(5)
+    assert handled == [["good"]] and queue._counters.get("failed") == 1
+    queue.shutdown(1)
