@@ -10,17 +10,8 @@ import math
 import uuid
 from typing import Any, Callable, Dict, List
 
-from .bodies import JsonDocument, RawJson
-
-try:  # optional: about ten times faster than the standard library (installed on CPython)
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - PyPy and platforms without a wheel
-    _orjson = None  # type: ignore[assignment]
-
-# The builder puts JSON bodies in events as orjson Fragments (bodies.json_fragment). Where
-# orjson cannot write an event, the standard encoder reads a Fragment's bytes back through it.
-_FRAGMENT: Any = None if _orjson is None else _orjson.Fragment
-_fragment_bytes: Any = None if _orjson is None else _orjson.dumps
+from .. import json_backend
+from .bodies import JsonDocument
 
 
 class UnserializableEventError(ValueError):
@@ -29,10 +20,13 @@ class UnserializableEventError(ValueError):
 
 def _convert(value: Any) -> Any:
     """``default`` hook: the common non-JSON types users put in metadata."""
-    if isinstance(value, (JsonDocument, RawJson)):
+    if isinstance(value, JsonDocument):
         return value.value
-    if type(value) is _FRAGMENT:
-        return json.loads(_fragment_bytes(value))
+    orjson = json_backend.orjson
+    if orjson is not None and type(value) is orjson.Fragment:
+        # A body the builder kept as its bytes, in an event orjson could not write: the
+        # standard encoder reads the bytes back.
+        return json.loads(orjson.dumps(value))
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
@@ -104,20 +98,21 @@ def serialize_event(event: Dict[str, Any]) -> bytes:
     (strings when a float would change them), UUIDs strings, bytes base64, sets lists, and
     non-finite numbers (NaN, Infinity) null, which is all JSON can say of them.
 
-    A request or response body held as a JsonDocument, RawJson or orjson Fragment is written
-    as its original text (it was validated when parsed).
+    A request or response body held as a JsonDocument or an orjson Fragment is written as its
+    original text (it was validated when parsed).
 
     Raises UnserializableEventError for anything else and for cycles.
     """
-    if _orjson is not None:
+    orjson = json_backend.orjson
+    if orjson is not None:
         try:
             # Without OPT_NON_STR_KEYS first: it slows every dict down, and only user metadata
             # can have keys that are not strings (orjson then raises, and the option is used).
-            return _orjson.dumps(event, default=_orjson_default)
+            return orjson.dumps(event, default=_orjson_default)
         except (TypeError, ValueError):
             pass
         try:
-            return _orjson.dumps(event, default=_orjson_default, option=_ORJSON_OPTIONS)
+            return orjson.dumps(event, default=_orjson_default, option=orjson.OPT_NON_STR_KEYS)
         except (TypeError, ValueError):
             # orjson refuses lone surrogates and integers beyond 64 bits, which the standard
             # encoder carries; it decides, and raises for what neither can carry.
@@ -151,15 +146,10 @@ def _finite(value: Any) -> Any:
     return value
 
 
-if _orjson is not None:
-    _ORJSON_OPTIONS = _orjson.OPT_NON_STR_KEYS
-
-    def _orjson_default(value: Any) -> Any:
-        if isinstance(value, RawJson):
-            return _orjson.Fragment(value.data)
-        if isinstance(value, JsonDocument):
-            return _orjson.Fragment(value.text)
-        return _convert(value)
+def _orjson_default(value: Any) -> Any:
+    if isinstance(value, JsonDocument):
+        return json_backend.orjson.Fragment(value.text)
+    return _convert(value)
 
 
 def _has_document(section: Any) -> bool:
