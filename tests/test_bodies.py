@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from moesif_integrations.core.wire import bodies
 from moesif_integrations.core.wire.bodies import (
     MASKED,
     JsonDocument,
@@ -17,7 +16,6 @@ from moesif_integrations.core.wire.bodies import (
     is_json_type,
     mask_json_fields,
 )
-from moesif_integrations.core.wire.memo import Memo
 from moesif_integrations.core.wire.serialize import serialize_event
 
 try:
@@ -344,13 +342,3 @@ def test_a_fragment_body_survives_the_standard_encoder(metadata: Any) -> None:
     data = serialize_event(event)
     assert b'"body":{"n":123456789012345678901234567890}' in data
     assert json.loads(data)["metadata"] == metadata
-
-
-def test_json_types_are_still_told_once_their_memory_is_full(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(bodies, "_json_types", Memo(bodies._is_json_mime, 0))
-    assert is_json_type("application/json; full=1")
-    assert not is_json_type("text/html; full=1")
-    assert bodies._json_types == {}
-    assert encode(b"[1]", "application/json; full=1") == ([1], "json")

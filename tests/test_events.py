@@ -894,12 +894,3 @@ def test_joins_stay_right_once_the_name_memory_is_full(monkeypatch: pytest.Monke
     assert join_headers(environ_pairs, True) == {"X-Never-Seen-Either": "1"}
     assert not {name for name, _ in pairs} & set(headers_module._plain_names)
     assert "HTTP_X_NEVER_SEEN_EITHER" not in headers_module._environ_names
-
-
-def test_uri_origins_stay_right_once_their_memory_is_full(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(events_module._origins, "limit", 0)
-    for _ in range(2):
-        assert build_uri("http", "full.test:80", "/x", "") == "http://full.test/x"
-    assert ("http", "full.test:80") not in events_module._origins

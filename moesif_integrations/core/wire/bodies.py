@@ -12,7 +12,6 @@ import zlib
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from .. import json_backend
-from .memo import Memo
 
 MASKED = "<masked>"
 
@@ -66,20 +65,12 @@ def truncation_marker(
     return marker
 
 
-def _is_json_mime(content_type: str) -> bool:
-    mime = content_type.partition(";")[0].strip().lower()
-    return mime in _JSON_TYPES or (mime.startswith("application/") and mime.endswith("+json"))
-
-
-# Content-Type value -> whether it is JSON's: apps send a handful of distinct values.
-_json_types: Dict[str, bool] = Memo(_is_json_mime, 256)
-
-
 def is_json_type(content_type: Optional[str]) -> bool:
     """application/json, text/json and application/*+json, parameters ignored."""
     if not content_type:
         return False
-    return _json_types[content_type]
+    mime = content_type.partition(";")[0].strip().lower()
+    return mime in _JSON_TYPES or (mime.startswith("application/") and mime.endswith("+json"))
 
 
 def parse_json(data: bytes) -> Optional[JsonDocument]:
@@ -214,7 +205,7 @@ def encode_body(
         data = decoded
     if is_json_type(content_type) or _looks_like_json(data):
         orjson = json_backend.orjson
-        if keep_text and orjson is not None and not (masks and _may_hold_bytes(data, masks)):
+        if keep_text and orjson is not None and not (masks and _may_hold(data, masks)):
             # orjson validates the document and embeds its own bytes: the body goes exactly as
             # sent (orjson's parsed value would turn integers beyond 64 bits into floats).
             try:
@@ -225,21 +216,19 @@ def encode_body(
                 return orjson.Fragment(bytes(data)), "json"
         document = parse_json(data)
         if document is not None:
-            masked = bool(masks) and _may_hold(document.text, masks)
+            masked = bool(masks) and _may_hold(data, masks)
             masked = masked and _mask_in_place(document.value, masks)
             return (document if keep_text and not masked else document.value), "json"
     return _base64(data)
 
 
-def _may_hold(text: str, names: FrozenSet[str]) -> bool:
-    """False when no key in ``names`` can occur in the document, which spares the walk.
+def _may_hold(data: bytes, names: FrozenSet[str]) -> bool:
+    """False when no key in ``names`` can occur in the document, which spares the parse and
+    the walk (36k instructions fewer for the Flask POST's 1 KB body with a body mask set,
+    valgrind).
 
     A key may be written with escapes ("pass\\u0077ord"), so any backslash means "maybe".
     """
-    return "\\" in text or any(name in text for name in names)
-
-
-def _may_hold_bytes(data: bytes, names: FrozenSet[str]) -> bool:
     return b"\\" in data or any(name.encode("utf-8") in data for name in names)
 
 

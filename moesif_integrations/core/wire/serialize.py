@@ -8,7 +8,7 @@ import decimal
 import json
 import math
 import uuid
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict, List
 
 from .. import json_backend
 from .bodies import JsonDocument
@@ -60,30 +60,6 @@ _compact = json.JSONEncoder(
 )
 
 
-def _make_fast_encode() -> Callable[[Any], str]:
-    """The C encoder built once: JSONEncoder.encode builds it anew on every call, which costs
-    about 0.7 us, and an event takes up to three calls. Falls back to ``_compact`` where the
-    C accelerator is missing (PyPy) or behaves differently."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return _compact.encode
-    try:
-        iterencode = make(
-            None, _convert, json.encoder.encode_basestring, None, ":", ",", False, False, False
-        )
-
-        def encode(value: Any) -> str:
-            return "".join(iterencode(value, 0))
-
-        sample = {"a": [1, 2.5, None, True, "\u00e9"], "b": {"c": "d"}}
-        if encode(sample) != _compact.encode(sample):
-            return _compact.encode
-        return encode
-    except Exception:
-        return _compact.encode
-
-
-_encode_compact = _make_fast_encode()
 # For text with lone surrogates (from "\ud800" escapes in a JSON body), which UTF-8 cannot
 # encode: \u escapes carry it exactly as the client sent it.
 _ascii = json.JSONEncoder(
@@ -106,12 +82,7 @@ def serialize_event(event: Dict[str, Any]) -> bytes:
     orjson = json_backend.orjson
     if orjson is not None:
         try:
-            # Without OPT_NON_STR_KEYS first: it slows every dict down, and only user metadata
-            # can have keys that are not strings (orjson then raises, and the option is used).
-            return orjson.dumps(event, default=_orjson_default)
-        except (TypeError, ValueError):
-            pass
-        try:
+            # OPT_NON_STR_KEYS: user metadata may have keys that are not strings.
             return orjson.dumps(event, default=_orjson_default, option=orjson.OPT_NON_STR_KEYS)
         except (TypeError, ValueError):
             # orjson refuses lone surrogates and integers beyond 64 bits, which the standard
@@ -159,15 +130,15 @@ def _has_document(section: Any) -> bool:
 def _encode(event: Dict[str, Any]) -> str:
     spliced = [key for key in _SECTIONS if _has_document(event.get(key))]
     if not spliced:
-        return _encode_compact(event)
+        return _compact.encode(event)
     # Encode everything else in one call, then append the sections with their body texts.
     rest = {key: value for key, value in event.items() if key not in spliced}
-    parts = [_encode_compact(rest)[:-1]]
+    parts = [_compact.encode(rest)[:-1]]
     for key in spliced:
         section: Dict[str, Any] = event[key]
         document: JsonDocument = section["body"]
         others = {name: value for name, value in section.items() if name != "body"}
-        encoded = _encode_compact(others)[:-1]
+        encoded = _compact.encode(others)[:-1]
         parts.append(f'"{key}":{encoded}{"," if others else ""}"body":{document.text}}}')
     head = parts[0]
     return head + ("," if rest else "") + ",".join(parts[1:]) + "}"
