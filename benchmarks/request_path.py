@@ -183,7 +183,15 @@ def _instructions(framework: str, integration: str, request: str, count: int) ->
         warm_up=_WARM_UP_REQUESTS,
         count=count,
     )
+    return count_instructions(script)
+
+
+def count_instructions(script: str, hash_seed: Optional[str] = None) -> int:
+    """Instructions valgrind counts for ``python -c script`` (without MOESIF_* variables, and
+    with PYTHONHASHSEED set to ``hash_seed`` when given)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOESIF_")}
+    if hash_seed is not None:
+        env["PYTHONHASHSEED"] = hash_seed
     completed = subprocess.run(
         [
             "valgrind",

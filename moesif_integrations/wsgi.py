@@ -25,13 +25,7 @@ class MoesifMiddleware(IntegrationMethods):
         settings: Union[Mapping[str, Any], Settings, None] = None,
         **options: Any,
     ) -> None:
-        if isinstance(settings, Settings):
-            if options:
-                settings = settings.merged(options)
-        else:
-            merged = dict(settings or {})
-            merged.update(options)
-            settings = Settings.load(merged)
+        settings = Settings.resolve(settings, options)
         self.app = app
         self.settings: Settings = settings
         self.enabled = settings.enabled

@@ -23,17 +23,14 @@ def collector() -> Iterator[Collector]:
 @pytest.fixture(params=["orjson", "stdlib"])
 def json_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Runs a test with orjson (when installed) and with the standard library's json, which
-    the package falls back to where orjson has no wheel."""
-    from moesif_integrations.core.wire import bodies, event, serialize
+    the package falls back to where orjson has no wheel: the package's one switch is set."""
+    from moesif_integrations.core import json_backend as backend
 
     if request.param == "orjson":
-        if not bodies.FAST_JSON:
+        if backend.orjson is None:
             pytest.skip("orjson is not installed")
         return "orjson"
-    monkeypatch.setattr(bodies, "_orjson", None)
-    monkeypatch.setattr(bodies, "FAST_JSON", False)
-    monkeypatch.setattr(serialize, "_orjson", None)
-    monkeypatch.setattr(event, "_FAST_JSON", False)
+    monkeypatch.setattr(backend, "orjson", None)
     return "stdlib"
 
 

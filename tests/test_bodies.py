@@ -9,14 +9,11 @@ from typing import Any
 
 import pytest
 
-from moesif_integrations.core.wire import bodies
 from moesif_integrations.core.wire.bodies import (
     MASKED,
     JsonDocument,
-    RawJson,
     encode_body,
     is_json_type,
-    json_fragment,
     mask_json_fields,
 )
 from moesif_integrations.core.wire.serialize import serialize_event
@@ -286,15 +283,23 @@ def test_encode_body_applies_masks_to_json_only() -> None:
     assert marker["moesif_body_truncated"] is True and "password" not in marker
 
 
+def kept_value(body: Any) -> Any:
+    """The value of a body kept with its text (a JsonDocument, or an orjson Fragment)."""
+    if isinstance(body, JsonDocument):
+        return body.value
+    assert orjson is not None and isinstance(body, orjson.Fragment)
+    return json.loads(orjson.dumps(body))
+
+
 def test_keep_text_returns_the_document_with_its_text(json_backend: str) -> None:
     data = b'{"a": [1, 2],  "b": "\\u00e9", "big": 123456789012345678901234567890}'
     body, encoding = encode(data, "application/json", keep_text=True)
     assert encoding == "json"
     if json_backend == "orjson":
-        assert isinstance(body, RawJson) and body.data == data
+        assert isinstance(body, orjson.Fragment) and orjson.dumps(body) == data
     else:
         assert isinstance(body, JsonDocument) and body.text == data.decode()
-    assert body.value == {"a": [1, 2], "b": "\u00e9", "big": 123456789012345678901234567890}
+    assert kept_value(body) == {"a": [1, 2], "b": "\u00e9", "big": 123456789012345678901234567890}
 
 
 def test_keep_text_gives_the_plain_value_once_something_was_masked() -> None:
@@ -302,7 +307,7 @@ def test_keep_text_gives_the_plain_value_once_something_was_masked() -> None:
     body, _ = encode(b'{"a": 1, "b": 2}', "application/json", masks=masks, keep_text=True)
     assert body == {"a": 1, "b": MASKED}
     untouched, _ = encode(b'{"a": 1}', "application/json", masks=masks, keep_text=True)
-    assert isinstance(untouched, (JsonDocument, RawJson)) and untouched.value == {"a": 1}
+    assert kept_value(untouched) == {"a": 1}
 
 
 def test_masks_find_keys_written_with_escapes() -> None:
@@ -312,23 +317,19 @@ def test_masks_find_keys_written_with_escapes() -> None:
 
 
 @pytest.mark.skipif(orjson is None, reason="orjson is not installed")
-def test_json_fragment_only_for_the_common_case() -> None:
+def test_with_orjson_a_json_body_keeps_its_own_bytes() -> None:
     data = b'{"a": [1, 2], "big": 123456789012345678901234567890}'
     content_type = "application/x-fragment-test+json"
-    for _ in range(2):  # the content type's answer is remembered
-        body, encoding = json_fragment(data, len(data), LIMIT, content_type)  # type: ignore[misc]
-        assert encoding == "json" and orjson.dumps(body) == data
-    for body_data, size, limit, kind in [
-        (data, len(data), LIMIT, "text/plain; fragment-test"),  # not a JSON type
-        (data, LIMIT + 1, LIMIT, content_type),  # only a prefix was captured
-        (data, len(data), len(data) - 1, content_type),  # over the limit
-        (b"", 0, LIMIT, content_type),  # no body
-        (b"\xef\xbb\xbf[1]", 4, LIMIT, content_type),  # a BOM: encode_body decides
-        (b'{"s": "\\ud800"}', 15, LIMIT, content_type),  # a lone surrogate: likewise
-        (b"[1", 2, LIMIT, content_type),  # not JSON
-        (bytearray(b"[1]"), 3, LIMIT, content_type),  # not bytes: a Fragment cannot hold it
-    ]:
-        assert json_fragment(body_data, size, limit, kind) is None
+    for given in (data, bytearray(data), data):  # the content type's answer is remembered
+        body, encoding = encode(given, content_type, keep_text=True)
+        assert encoding == "json" and isinstance(body, orjson.Fragment)
+        assert orjson.dumps(body) == data
+    # What orjson refuses goes to the exact parse, which accepts a BOM and lone surrogates.
+    body, _ = encode(b"\xef\xbb\xbf[1]", content_type, keep_text=True)
+    assert isinstance(body, JsonDocument) and body.value == [1]
+    body, _ = encode(b'{"s": "\\ud800"}', content_type, keep_text=True)
+    assert isinstance(body, JsonDocument) and body.value == {"s": "\ud800"}
+    assert encode(b"[1", content_type, keep_text=True) == (b64(b"[1"), "base64")
 
 
 @pytest.mark.skipif(orjson is None, reason="orjson is not installed")
@@ -341,15 +342,3 @@ def test_a_fragment_body_survives_the_standard_encoder(metadata: Any) -> None:
     data = serialize_event(event)
     assert b'"body":{"n":123456789012345678901234567890}' in data
     assert json.loads(data)["metadata"] == metadata
-
-
-def test_json_types_are_still_told_once_their_memory_is_full(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(bodies, "_json_type_answers", {})
-    monkeypatch.setattr(bodies, "_JSON_TYPE_LIMIT", 0)
-    assert is_json_type("application/json; full=1")
-    assert not is_json_type("text/html; full=1")
-    assert bodies._json_type_answers == {}
-    if orjson is not None:
-        assert json_fragment(b"[1]", 3, LIMIT, "application/json; full=1") is not None

@@ -94,7 +94,9 @@ def make_event(n: int = 0) -> Dict[str, Any]:
 
 
 @pytest.mark.parametrize("gzipped", [True, False], ids=["gzip", "plain"])
-def test_event_batches_are_stored_in_order(collector: Collector, gzipped: bool) -> None:
+def test_event_batches_are_stored_in_order(
+    collector: Collector, gzipped: bool, json_backend: str
+) -> None:
     conn = connect(collector)
     for first in (0, 3):
         batch = [make_event(n) for n in range(first, first + 3)]
@@ -138,7 +140,9 @@ def test_single_event(collector: Collector) -> None:
     assert collector.request_count("/v1/events/batch") == 0
 
 
-def test_what_the_standard_library_reads_is_stored_as_it_came(collector: Collector) -> None:
+def test_what_the_standard_library_reads_is_stored_as_it_came(
+    collector: Collector, json_backend: str
+) -> None:
     # NaN and integers past 64 bits are not what a client should send, but the collector has
     # always taken them: they are stored and read back unchanged, beside ordinary events.
     text = (

@@ -612,6 +612,54 @@ def test_merged_applies_upper_case_keys_on_top() -> None:
     )
 
 
+def test_resolve_puts_options_over_the_dict_over_the_layer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MOESIF_GZIP_LEVEL", "6")
+    monkeypatch.delenv("MOESIF_API_VERSION", raising=False)
+    layer = SettingsLayer(
+        "Flask app.config", {"BATCH_SIZE": "7", "LOG_BODY": "false", "API_VERSION": "2"}, text=True
+    )
+    given = {"APPLICATION_ID": APP_ID, "BATCH_SIZE": 5, "API_VERSION": "1"}
+    settings = Settings.resolve(given, {"API_VERSION": "3"}, layer)
+    assert (settings.batch_size, settings.log_body, settings.api_version) == (5, False, "3")
+    assert settings.gzip_level == 6  # the environment under the layer
+    assert given == {"APPLICATION_ID": APP_ID, "BATCH_SIZE": 5, "API_VERSION": "1"}
+    assert Settings.resolve(None, {"APPLICATION_ID": APP_ID}).api_version is None
+    with pytest.raises(ConfigurationError, match=r"BATCH_SIZE \(Flask app.config\)"):
+        Settings.resolve(
+            {"APPLICATION_ID": APP_ID},
+            {},
+            SettingsLayer("Flask app.config", {"BATCH_SIZE": "x"}, text=True),
+        )
+
+
+def test_resolve_keeps_a_settings_object_whole() -> None:
+    complete = load({"APPLICATION_ID": APP_ID, "BATCH_SIZE": 5})
+    assert Settings.resolve(complete, {}) is complete
+    assert Settings.resolve(complete, {}, SettingsLayer("Flask app.config", {})) is complete
+    assert Settings.resolve(complete, {"BATCH_SIZE": 6}).batch_size == 6
+    layer = SettingsLayer.prefixed(
+        "Bottle app.config", {"moesif.log_body": "no", "moesif.api_version": "1"}, "moesif."
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.resolve(complete, {}, layer)
+    assert str(caught.value) == (
+        "Bottle app.config: moesif.api_version, moesif.log_body would be ignored, since a "
+        "Settings object is complete; pass a settings dict to combine them"
+    )
+
+
+def test_a_prefixed_layer_takes_the_framework_keys() -> None:
+    config: Dict[Any, Any] = {"moesif.log_body": "no", "other": 1, 7: "x", "moesif.Batch_Size": "3"}
+    layer = SettingsLayer.prefixed("Bottle app.config", config, "moesif.", upper=True)
+    assert layer.values == {"LOG_BODY": "no", "BATCH_SIZE": "3"}
+    assert layer.written_keys == ("moesif.log_body", "moesif.Batch_Size")
+    assert layer.text and layer.source == "Bottle app.config"
+    kept_case = SettingsLayer.prefixed("Flask app.config", {"MOESIF_log_body": 1}, "MOESIF_")
+    assert kept_case.values == {"log_body": 1}
+
+
 def test_apply_logging_raises_only_the_package_logger() -> None:
     package_logger = logging.getLogger("moesif_integrations")
     root_level = logging.getLogger().level

@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Set, Union
 import bottle  # type: ignore[import-untyped]
 
 from ..core.capture.wsgi import EXCHANGE_ENVIRON_KEY, StartResponse, WsgiCapture, WsgiExchange
-from ..core.config.schema import OPTIONS, ConfigurationError, Settings, SettingsLayer
+from ..core.config.schema import OPTIONS, Settings, SettingsLayer
 from ..core.config.values import InvalidValueError
 from ..core.integration import IntegrationMethods
 from ..core.logs import LogOnce
@@ -120,18 +120,8 @@ class MoesifPlugin(IntegrationMethods):
 
     def settings_for(self, app: Any) -> Settings:
         """The constructor's settings over ``app.config["moesif.*"]`` over the environment."""
-        keys = sorted(k for k in app.config if isinstance(k, str) and k.startswith(CONFIG_PREFIX))
-        config = {key[len(CONFIG_PREFIX) :].upper(): app.config[key] for key in keys}
-        if isinstance(self._settings, Settings):
-            if config:
-                raise ConfigurationError(
-                    f"{CONFIG_SOURCE}: {', '.join(keys)} would be ignored, since a Settings "
-                    "object is complete; pass a settings dict to combine them"
-                )
-            return self._settings.merged(self._options) if self._options else self._settings
-        explicit = dict(self._settings or {})
-        explicit.update(self._options)
-        return Settings.load(explicit, layers=[SettingsLayer(CONFIG_SOURCE, config, text=True)])
+        layer = SettingsLayer.prefixed(CONFIG_SOURCE, app.config, CONFIG_PREFIX, upper=True)
+        return Settings.resolve(self._settings, self._options, layer)
 
     # ------------------------------------------------------------------ per request
 

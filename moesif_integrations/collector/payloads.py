@@ -6,10 +6,7 @@ import json
 import zlib
 from typing import Any, Dict, List, Tuple
 
-try:  # the core's own dependency on CPython: parses a batch several times faster
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - PyPy and platforms without a wheel
-    _orjson = None  # type: ignore[assignment]
+from moesif_integrations.core import json_backend
 
 # Fields the collector insists on, per kind (PROTOCOL.md). Dotted names are nested.
 REQUIRED_FIELDS: Dict[str, Tuple[str, ...]] = {
@@ -41,10 +38,11 @@ def decode_body(body: bytes, content_encoding: str, max_bytes: int) -> Any:
         body = _gunzip(body, max_bytes)
     elif encoding not in ("", "identity"):
         raise BadPayloadError(f"unsupported Content-Encoding {content_encoding!r}")
-    if _orjson is not None:
+    orjson = json_backend.orjson
+    if orjson is not None:
         try:
-            return _orjson.loads(body)
-        except _orjson.JSONDecodeError:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
             pass  # what orjson refuses (NaN, integers past 64 bits) the standard library may take
     try:
         return json.loads(body, parse_constant=NonFinite)

@@ -10,10 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Sequence
 
-try:  # the core's own dependency on CPython: writes each stored item several times faster
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - PyPy and platforms without a wheel
-    _orjson = None  # type: ignore[assignment]
+from moesif_integrations.core import json_backend
 
 KINDS = ("events", "users", "companies", "subscriptions", "actions")
 
@@ -29,9 +26,10 @@ class StoredItem:
 
 
 def _json_text(item: Any) -> str:
-    if _orjson is not None:
+    orjson = json_backend.orjson
+    if orjson is not None:
         try:
-            return _orjson.dumps(item).decode("utf-8")
+            return orjson.dumps(item).decode("utf-8")
         except TypeError:
             pass  # integers past 64 bits, payloads.NonFinite: the standard library writes them
     return json.dumps(item, separators=(",", ":"), ensure_ascii=False)

@@ -48,13 +48,7 @@ class MoesifMiddleware(IntegrationMethods):
     def __init__(
         self, settings: Union[Mapping[str, Any], Settings, None] = None, **options: Any
     ) -> None:
-        if isinstance(settings, Settings):
-            if options:
-                settings = settings.merged(options)
-        else:
-            merged = dict(settings or {})
-            merged.update(options)
-            settings = Settings.load(merged)
+        settings = Settings.resolve(settings, options)
         self.settings: Settings = settings
         self.enabled = settings.enabled
         self.pipeline = Pipeline(settings) if self.enabled else None

@@ -27,7 +27,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 import flask
 from flask.signals import got_request_exception
 
-from ..core.config.schema import ConfigurationError, Settings, SettingsLayer
+from ..core.config.schema import Settings, SettingsLayer
 from ..core.integration import IntegrationMethods
 from ..core.pipeline import Pipeline
 from .capture import CapturedWsgiApp, FlaskCapture
@@ -84,22 +84,8 @@ class Moesif:
 
     def settings_for(self, app: flask.Flask) -> Settings:
         """The constructor's settings over ``app.config["MOESIF_<KEY>"]`` over the environment."""
-        config = {
-            key[len(CONFIG_PREFIX) :]: value
-            for key, value in app.config.items()
-            if key.startswith(CONFIG_PREFIX)
-        }
-        if isinstance(self._settings, Settings):
-            if config:
-                raise ConfigurationError(
-                    f"{CONFIG_SOURCE}: {', '.join(CONFIG_PREFIX + k for k in sorted(config))} "
-                    "would be ignored, since a Settings object is complete; "
-                    "pass a settings dict to combine them"
-                )
-            return self._settings.merged(self._options) if self._options else self._settings
-        explicit = dict(self._settings or {})
-        explicit.update(self._options)
-        return Settings.load(explicit, layers=[SettingsLayer(CONFIG_SOURCE, config, text=True)])
+        layer = SettingsLayer.prefixed(CONFIG_SOURCE, app.config, CONFIG_PREFIX)
+        return Settings.resolve(self._settings, self._options, layer)
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Delivers what every app queued; True when all of it arrived within ``timeout``."""

@@ -25,6 +25,7 @@ from ..core.config.schema import (
     OptionSpec,
     Settings,
     SettingsLayer,
+    find_option,
 )
 
 __all__ = ["SETTINGS_PREFIX", "SETTINGS_SOURCE", "MoesifConfigurationError", "load_settings"]
@@ -32,9 +33,9 @@ __all__ = ["SETTINGS_PREFIX", "SETTINGS_SOURCE", "MoesifConfigurationError", "lo
 SETTINGS_PREFIX = "moesif."
 SETTINGS_SOURCE = "Pyramid settings"
 
-_SPEC_OF_KEY: Dict[str, OptionSpec] = {spec.key: spec for spec in OPTIONS}
-_SPEC_OF_KEY.update({alias: spec for spec in OPTIONS for alias in spec.aliases})
-_SETTING_NAMES = [SETTINGS_PREFIX + key.lower() for key in _SPEC_OF_KEY]
+_SETTING_NAMES = [
+    SETTINGS_PREFIX + key.lower() for spec in OPTIONS for key in (spec.key, *spec.aliases)
+]
 
 
 class MoesifConfigurationError(PyramidConfigurationError, ConfigurationError):  # type: ignore[misc]
@@ -54,7 +55,7 @@ def load_settings(config: Any) -> Settings:
         if not isinstance(name, str) or not name.startswith(SETTINGS_PREFIX):
             continue
         key = name[len(SETTINGS_PREFIX) :].upper()
-        spec = _SPEC_OF_KEY.get(key)
+        spec = find_option(key)
         if spec is None:
             close = difflib.get_close_matches(name.lower(), _SETTING_NAMES, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -68,7 +69,7 @@ def load_settings(config: Any) -> Settings:
                 "expected the dotted name of a callable, such as package.module:function"
             )
     try:
-        settings = Settings.load(layers=[SettingsLayer(SETTINGS_SOURCE, values, text=True)])
+        settings = Settings.resolve(None, {}, SettingsLayer(SETTINGS_SOURCE, values, text=True))
     except ConfigurationError as error:
         raise MoesifConfigurationError(problems + list(error.problems)) from None
     if problems:

@@ -50,6 +50,7 @@ __all__ = [
     "OptionSpec",
     "Settings",
     "SettingsLayer",
+    "find_option",
     "option",
 ]
 
@@ -147,11 +148,27 @@ class SettingsLayer:
     """Option values from one framework-native place, e.g. Flask's app.config.
 
     Keys are upper-case option keys; ``text`` means values may be strings to parse (ini files).
+    ``written_keys`` are the keys as the place spells them (``MOESIF_LOG_BODY``,
+    ``moesif.log_body``), for messages.
     """
 
     source: str
     values: Mapping[str, Any]
     text: bool = False
+    written_keys: Tuple[str, ...] = ()
+
+    @classmethod
+    def prefixed(
+        cls, source: str, config: Mapping[Any, Any], prefix: str, *, upper: bool = False
+    ) -> SettingsLayer:
+        """The options among the keys of a framework's ``config`` that start with ``prefix``
+        (the key is what follows it, upper-cased with ``upper``), values as text or typed."""
+        written = tuple(key for key in config if isinstance(key, str) and key.startswith(prefix))
+        values = {
+            (key[len(prefix) :].upper() if upper else key[len(prefix) :]): config[key]
+            for key in written
+        }
+        return cls(source, values, text=True, written_keys=written)
 
 
 _DEFAULT_TRUSTED_PROXIES = tuple(
@@ -389,6 +406,32 @@ class Settings:
         problems.raise_if_any()
         return type(self)(**values)
 
+    @classmethod
+    def resolve(
+        cls,
+        given: Union[Mapping[str, Any], Settings, None],
+        options: Mapping[str, Any],
+        layer: Optional[SettingsLayer] = None,
+    ) -> Settings:
+        """The settings an adapter runs with: ``given`` (moesifwsgi's settings dict, or a
+        complete Settings object) with the keyword ``options`` on top.
+
+        A dict (or None) is loaded over ``layer`` (the framework's own configuration, when it
+        has one), the environment and the defaults. A Settings object is complete, so a
+        ``layer`` holding anything beside it is an error rather than silently ignored.
+        """
+        if isinstance(given, Settings):
+            if layer is not None and layer.values:
+                written = ", ".join(sorted(layer.written_keys or layer.values))
+                raise ConfigurationError(
+                    f"{layer.source}: {written} would be ignored, since a Settings object is "
+                    "complete; pass a settings dict to combine them"
+                )
+            return given.merged(options) if options else given
+        explicit = dict(given or {})
+        explicit.update(options)
+        return cls.load(explicit, layers=() if layer is None else (layer,))
+
     def replace(self, **changes: Any) -> Settings:
         """A copy with fields (lower-case names) changed, validated like the constructor."""
         return dataclasses.replace(self, **changes)
@@ -485,6 +528,11 @@ def _read_layer(layer: SettingsLayer, problems: _Problems) -> Dict[str, Any]:
         except InvalidValueError as error:
             problems.add(spec.key, spec.problem(layer.source, raw, error))
     return values
+
+
+def find_option(key: str) -> Optional[OptionSpec]:
+    """The option whose key, or deprecated alias, is ``key``; None when there is none."""
+    return _BY_KEY.get(key) or _BY_ALIAS.get(key)
 
 
 def _unknown_key(key: object, source: str) -> str:

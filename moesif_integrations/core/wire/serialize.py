@@ -8,19 +8,10 @@ import decimal
 import json
 import math
 import uuid
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict, List
 
-from .bodies import JsonDocument, RawJson
-
-try:  # optional: about ten times faster than the standard library (installed on CPython)
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - PyPy and platforms without a wheel
-    _orjson = None  # type: ignore[assignment]
-
-# The builder puts JSON bodies in events as orjson Fragments (bodies.json_fragment). Where
-# orjson cannot write an event, the standard encoder reads a Fragment's bytes back through it.
-_FRAGMENT: Any = None if _orjson is None else _orjson.Fragment
-_fragment_bytes: Any = None if _orjson is None else _orjson.dumps
+from .. import json_backend
+from .bodies import JsonDocument
 
 
 class UnserializableEventError(ValueError):
@@ -29,10 +20,13 @@ class UnserializableEventError(ValueError):
 
 def _convert(value: Any) -> Any:
     """``default`` hook: the common non-JSON types users put in metadata."""
-    if isinstance(value, (JsonDocument, RawJson)):
+    if isinstance(value, JsonDocument):
         return value.value
-    if type(value) is _FRAGMENT:
-        return json.loads(_fragment_bytes(value))
+    orjson = json_backend.orjson
+    if orjson is not None and type(value) is orjson.Fragment:
+        # A body the builder kept as its bytes, in an event orjson could not write: the
+        # standard encoder reads the bytes back.
+        return json.loads(orjson.dumps(value))
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
@@ -66,30 +60,6 @@ _compact = json.JSONEncoder(
 )
 
 
-def _make_fast_encode() -> Callable[[Any], str]:
-    """The C encoder built once: JSONEncoder.encode builds it anew on every call, which costs
-    about 0.7 us, and an event takes up to three calls. Falls back to ``_compact`` where the
-    C accelerator is missing (PyPy) or behaves differently."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return _compact.encode
-    try:
-        iterencode = make(
-            None, _convert, json.encoder.encode_basestring, None, ":", ",", False, False, False
-        )
-
-        def encode(value: Any) -> str:
-            return "".join(iterencode(value, 0))
-
-        sample = {"a": [1, 2.5, None, True, "\u00e9"], "b": {"c": "d"}}
-        if encode(sample) != _compact.encode(sample):
-            return _compact.encode
-        return encode
-    except Exception:
-        return _compact.encode
-
-
-_encode_compact = _make_fast_encode()
 # For text with lone surrogates (from "\ud800" escapes in a JSON body), which UTF-8 cannot
 # encode: \u escapes carry it exactly as the client sent it.
 _ascii = json.JSONEncoder(
@@ -104,20 +74,16 @@ def serialize_event(event: Dict[str, Any]) -> bytes:
     (strings when a float would change them), UUIDs strings, bytes base64, sets lists, and
     non-finite numbers (NaN, Infinity) null, which is all JSON can say of them.
 
-    A request or response body held as a JsonDocument, RawJson or orjson Fragment is written
-    as its original text (it was validated when parsed).
+    A request or response body held as a JsonDocument or an orjson Fragment is written as its
+    original text (it was validated when parsed).
 
     Raises UnserializableEventError for anything else and for cycles.
     """
-    if _orjson is not None:
+    orjson = json_backend.orjson
+    if orjson is not None:
         try:
-            # Without OPT_NON_STR_KEYS first: it slows every dict down, and only user metadata
-            # can have keys that are not strings (orjson then raises, and the option is used).
-            return _orjson.dumps(event, default=_orjson_default)
-        except (TypeError, ValueError):
-            pass
-        try:
-            return _orjson.dumps(event, default=_orjson_default, option=_ORJSON_OPTIONS)
+            # OPT_NON_STR_KEYS: user metadata may have keys that are not strings.
+            return orjson.dumps(event, default=_orjson_default, option=orjson.OPT_NON_STR_KEYS)
         except (TypeError, ValueError):
             # orjson refuses lone surrogates and integers beyond 64 bits, which the standard
             # encoder carries; it decides, and raises for what neither can carry.
@@ -151,15 +117,10 @@ def _finite(value: Any) -> Any:
     return value
 
 
-if _orjson is not None:
-    _ORJSON_OPTIONS = _orjson.OPT_NON_STR_KEYS
-
-    def _orjson_default(value: Any) -> Any:
-        if isinstance(value, RawJson):
-            return _orjson.Fragment(value.data)
-        if isinstance(value, JsonDocument):
-            return _orjson.Fragment(value.text)
-        return _convert(value)
+def _orjson_default(value: Any) -> Any:
+    if isinstance(value, JsonDocument):
+        return json_backend.orjson.Fragment(value.text)
+    return _convert(value)
 
 
 def _has_document(section: Any) -> bool:
@@ -169,15 +130,15 @@ def _has_document(section: Any) -> bool:
 def _encode(event: Dict[str, Any]) -> str:
     spliced = [key for key in _SECTIONS if _has_document(event.get(key))]
     if not spliced:
-        return _encode_compact(event)
+        return _compact.encode(event)
     # Encode everything else in one call, then append the sections with their body texts.
     rest = {key: value for key, value in event.items() if key not in spliced}
-    parts = [_encode_compact(rest)[:-1]]
+    parts = [_compact.encode(rest)[:-1]]
     for key in spliced:
         section: Dict[str, Any] = event[key]
         document: JsonDocument = section["body"]
         others = {name: value for name, value in section.items() if name != "body"}
-        encoded = _encode_compact(others)[:-1]
+        encoded = _compact.encode(others)[:-1]
         parts.append(f'"{key}":{encoded}{"," if others else ""}"body":{document.text}}}')
     head = parts[0]
     return head + ("," if rest else "") + ",".join(parts[1:]) + "}"
