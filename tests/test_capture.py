@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import io
 
-from moesif_integrations.core.capture.tees import (
+from moesif_integrations.core.capture.tees import BodyCapture, InputTee
+from moesif_integrations.core.capture.wsgi import (
     _HEADER_KEYS_LIMIT,
-    BodyCapture,
-    InputTee,
     _HeaderKeys,
     environ_header_items,
 )
@@ -21,10 +20,10 @@ def test_capture_keeps_a_bounded_prefix_and_counts_everything() -> None:
     assert capture.size == 10
 
 
-def test_add_copy_does_not_keep_a_reference_to_a_reused_buffer() -> None:
+def test_a_reused_buffer_is_copied_not_referenced() -> None:
     capture = BodyCapture(4)
     buffer = bytearray(b"wxyz12")
-    capture.add_copy(memoryview(buffer))
+    capture.add(memoryview(buffer), reused=True)
     buffer[:] = b"000000"
     assert capture.value() == b"wxyz"
     assert capture.size == 6

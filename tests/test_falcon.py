@@ -28,6 +28,7 @@ from servers import ROOT_DIR, serve  # noqa: E402
 from moesif_integrations.core.capture.tees import InputTee  # noqa: E402
 from moesif_integrations.core.config.schema import ConfigurationError  # noqa: E402
 from moesif_integrations.falcon import MoesifMiddleware  # noqa: E402
+from moesif_integrations.falcon.request import begin_asgi  # noqa: E402
 
 EXAMPLE_DIR = os.path.join(ROOT_DIR, "examples", "falcon")
 FLAVOURS = ["wsgi", "asgi"]
@@ -272,11 +273,12 @@ def test_asgi_requests_without_falcons_parsed_headers(base: Dict[str, Any]) -> N
     capture = moesif(base)._capture
     assert capture is not None
     resp = falcon.asgi.Response()
-    exchange = capture.begin_asgi(_PlainAsgiRequest(), resp)
+    exchange = begin_asgi(capture, _PlainAsgiRequest(), resp)
     assert exchange is not None
     assert exchange.request_headers == list(_PlainAsgiRequest.headers.items())
     assert (exchange.path, exchange.query, exchange.remote_addr) == ("/plain", "a=1", "203.0.113.7")
-    assert exchange.declared_length == 2 and exchange.request_body == b"{}"
+    assert exchange.declared_length == 2 and exchange.request_capture is not None
+    assert exchange.request_capture.value() == b"{}" and exchange.tee is None
     assert exchange.transaction_id != "not-a-uuid"
     assert resp.get_header("X-Moesif-Transaction-Id") == exchange.transaction_id
 
