@@ -40,7 +40,6 @@ class _Probe:
 
     async def process_response(self, req: Any, resp: Any, resource: Any, ok: bool) -> None:
         self.seen["stream_after"] = req._stream
-        self.seen["wsgi_headers"] = resp._wsgi_headers(None)
 
 
 class _Echo:
@@ -157,7 +156,12 @@ class _Cookie:
         resp.text = "ok"
 
 
-class _WsgiProbe:
+class _AsyncCookie:
+    async def on_get(self, req: Any, resp: Any) -> None:
+        _Cookie().on_get(req, resp)
+
+
+class _HeadersProbe:
     def __init__(self, seen: Seen) -> None:
         self.seen = seen
 
@@ -165,25 +169,22 @@ class _WsgiProbe:
         self.seen["wsgi_headers"] = resp._wsgi_headers(None)
 
 
+class _AsyncHeadersProbe:
+    def __init__(self, seen: Seen) -> None:
+        self.seen = seen
+
+    async def process_response(self, req: Any, resp: Any, resource: Any, ok: bool) -> None:
+        self.seen["wsgi_headers"] = resp._wsgi_headers(None)
+
+
 @pytest.mark.parametrize("flavour", ["wsgi", "asgi"])
 def test_wsgi_headers_renders_the_headers_falcon_sends(flavour: str) -> None:
     seen: Seen = {}
     if flavour == "asgi":
-
-        class _AsyncCookie:
-            async def on_get(self, req: Any, resp: Any) -> None:
-                _Cookie().on_get(req, resp)
-
-        class _AsyncProbe(_WsgiProbe):
-            async def process_response(  # type: ignore[override]
-                self, req: Any, resp: Any, resource: Any, ok: bool
-            ) -> None:
-                super().process_response(req, resp, resource, ok)
-
-        app: Any = falcon.asgi.App(middleware=[_AsyncProbe(seen)])
+        app: Any = falcon.asgi.App(middleware=[_AsyncHeadersProbe(seen)])
         app.add_route("/cookie", _AsyncCookie())
     else:
-        app = falcon.App(middleware=[_WsgiProbe(seen)])
+        app = falcon.App(middleware=[_HeadersProbe(seen)])
         app.add_route("/cookie", _Cookie())
     result = falcon.testing.TestClient(app).simulate_get("/cookie")
     assert result.status_code == 200
