@@ -10,7 +10,6 @@ and latest Falcon environments each check their release.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Awaitable, Callable, Dict, List
 
 import pytest
@@ -20,6 +19,7 @@ pytest.importorskip("falcon")
 import falcon  # noqa: E402
 import falcon.asgi  # noqa: E402
 import falcon.testing  # noqa: E402
+from asgi_client import call_asgi  # noqa: E402
 
 Seen = Dict[str, Any]
 
@@ -53,39 +53,7 @@ class _Echo:
 
 
 def _call(app: Any, chunks: List[bytes], headers: List[Any]) -> Dict[str, Any]:
-    """One ASGI request whose body comes in ``chunks`` (an event each); the reply back."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/echo",
-        "query_string": b"",
-        "headers": headers,
-        "client": ("203.0.113.7", 50123),
-    }
-    events = [
-        {"type": "http.request", "body": chunk, "more_body": n < len(chunks) - 1}
-        for n, chunk in enumerate(chunks)
-    ]
-    reply: Dict[str, Any] = {"body": b""}
-
-    async def receive() -> Dict[str, Any]:
-        return events.pop(0) if events else {"type": "http.disconnect"}
-
-    async def send(message: Dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            reply["status"] = message["status"]
-        else:
-            reply["body"] += message.get("body", b"")
-
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(app(scope, receive, send))
-    finally:
-        loop.close()
-    return reply
+    return call_asgi(app, "POST", "/echo", chunks, headers)
 
 
 def _asgi_app(probe: _Probe) -> Any:

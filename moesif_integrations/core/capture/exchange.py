@@ -193,8 +193,11 @@ class Exchange(ExchangeRecord):
             return
         self.identified = True
         capture = self.capture
+        # The record's rarer facts stay class defaults unless there is something to note.
         if self.route is None:
-            self.route = capture.framework_route(self.environ)
+            route = capture.framework_route(self.environ)
+            if route is not None:
+                self.route = route
         if capture.has_identity_hooks:
             if args is None:
                 given = capture.hook_arguments(self)
@@ -203,7 +206,9 @@ class Exchange(ExchangeRecord):
             if args is not None:
                 self._call_identity_hooks(args, args if user_args is None else user_args)
         if self.user_id is None:
-            self.user_id = capture.framework_user(self.environ)
+            user = capture.framework_user(self.environ)
+            if user is not None:
+                self.user_id = user
 
     def _call_identity_hooks(self, args: HookArguments, user_args: HookArguments) -> None:
         capture = self.capture

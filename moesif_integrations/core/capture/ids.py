@@ -12,8 +12,8 @@ _UUID_TEXT = re.compile(
 )
 # random is reseeded in a forked child by the interpreter, so children never repeat ids.
 _bits = random.getrandbits
-# Ids are made in batches: one id from the pool costs about 2,800 instructions, one from
-# str(uuid.uuid4()) about 20,700 (valgrind), some 2.5 µs per request on the Flask GET.
+# Ids are made in batches and handed out from a pool: str(uuid.uuid4()) per request instead
+# costs 19,500 instructions more per Flask GET (2.7 µs; benchmarks/overhead.py --instructions).
 _BATCH = 64
 # A batch is one text of random hex digits, 37 per id (36 characters and a separator); fixed
 # columns are then overwritten in C, each by one slice assignment over the whole batch: the

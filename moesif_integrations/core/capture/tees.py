@@ -14,12 +14,12 @@ from typing import IO, Any, Iterable, Iterator, List, Optional, Protocol
 class BodyCapture:
     """A body's bounded copy: at most ``limit`` bytes kept, all of them counted."""
 
-    __slots__ = ("limit", "chunks", "kept", "size")
+    __slots__ = ("limit", "chunks", "room", "size")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.chunks: List[bytes] = []
-        self.kept = 0
+        self.room = limit  # what may still be kept
         self.size = 0
 
     def add(self, data: Any, reused: bool = False) -> None:
@@ -27,7 +27,7 @@ class BodyCapture:
         reuse, of which only the part kept is copied)."""
         n = len(data)
         self.size += n
-        room = self.limit - self.kept
+        room = self.room
         if n > room:
             if room <= 0:
                 return
@@ -38,7 +38,7 @@ class BodyCapture:
         elif reused:
             data = bytes(data)
         self.chunks.append(data)
-        self.kept += n
+        self.room = room - n
 
     def value(self) -> bytes:
         """The bytes kept (the very chunk when there is one)."""
