@@ -3,7 +3,6 @@ and end to end under gunicorn and uvicorn, delivering to the local collector ove
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import importlib.util
 import io
@@ -23,11 +22,13 @@ import falcon  # noqa: E402
 import falcon.asgi  # noqa: E402
 import falcon.testing  # noqa: E402
 import requests  # noqa: E402
+from asgi_client import call_asgi  # noqa: E402
 from servers import ROOT_DIR, serve  # noqa: E402
 
 from moesif_integrations.core.capture.tees import InputTee  # noqa: E402
 from moesif_integrations.core.config.schema import ConfigurationError  # noqa: E402
 from moesif_integrations.falcon import MoesifMiddleware  # noqa: E402
+from moesif_integrations.falcon.request import begin_asgi  # noqa: E402
 
 EXAMPLE_DIR = os.path.join(ROOT_DIR, "examples", "falcon")
 FLAVOURS = ["wsgi", "asgi"]
@@ -193,46 +194,14 @@ def test_wsgi_tees_only_requests_that_may_have_a_body(base: Dict[str, Any], coll
 
 
 def _call_asgi(app: Any, method: str, chunks: List[bytes]) -> Dict[str, Any]:
-    """One request whose body comes in ``chunks`` (one ASGI event each); the reply back."""
-    body = b"".join(chunks)
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": "/ignore",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"falcon.test"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ],
-        "client": ("203.0.113.7", 50123),
-    }
-    events = [
-        {"type": "http.request", "body": chunk, "more_body": n < len(chunks) - 1}
-        for n, chunk in enumerate(chunks)
+    """One JSON request to /ignore whose body comes in ``chunks`` (one ASGI event each)."""
+    length = str(len(b"".join(chunks))).encode()
+    headers = [
+        (b"host", b"falcon.test"),
+        (b"content-type", b"application/json"),
+        (b"content-length", length),
     ]
-    reply: Dict[str, Any] = {"body": b""}
-
-    async def receive() -> Dict[str, Any]:
-        return events.pop(0) if events else {"type": "http.disconnect"}
-
-    async def send(message: Dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            reply["status"] = message["status"]
-        else:
-            reply["body"] += message.get("body", b"")
-
-    # Not asyncio.run(): that unsets the thread's loop, which Falcon's TestClient needs later on
-    # Python before 3.12.
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(app(scope, receive, send))
-    finally:
-        loop.close()
-    return reply
+    return call_asgi(app, method, "/ignore", chunks, headers)
 
 
 def test_asgi_request_bodies_whole_or_in_several_events(
@@ -272,11 +241,12 @@ def test_asgi_requests_without_falcons_parsed_headers(base: Dict[str, Any]) -> N
     capture = moesif(base)._capture
     assert capture is not None
     resp = falcon.asgi.Response()
-    exchange = capture.begin_asgi(_PlainAsgiRequest(), resp)
+    exchange = begin_asgi(capture, _PlainAsgiRequest(), resp)
     assert exchange is not None
     assert exchange.request_headers == list(_PlainAsgiRequest.headers.items())
     assert (exchange.path, exchange.query, exchange.remote_addr) == ("/plain", "a=1", "203.0.113.7")
-    assert exchange.declared_length == 2 and exchange.request_body == b"{}"
+    assert exchange.declared_length == 2 and exchange.request_capture is not None
+    assert exchange.request_capture.value() == b"{}" and exchange.tee is None
     assert exchange.transaction_id != "not-a-uuid"
     assert resp.get_header("X-Moesif-Transaction-Id") == exchange.transaction_id
 

@@ -45,8 +45,10 @@ _ENABLED = next(spec for spec in OPTIONS if spec.key == "ENABLED")
 
 
 class BottleCapture(WsgiCapture):
-    def framework_route(self, environ: Dict[str, Any]) -> Optional[str]:
-        route = environ.get("bottle.route")
+    """The WSGI capture of one Bottle app, plus the route Bottle matched."""
+
+    def framework_route(self, environ: Optional[Dict[str, Any]]) -> Optional[str]:
+        route = environ.get("bottle.route") if environ is not None else None
         return str(route.rule) if route is not None else None
 
 
@@ -147,9 +149,9 @@ class MoesifPlugin(IntegrationMethods):
             ours = route.app is self.app and "mountpoint.target" not in route.config
             if ours or not self._route_enabled(route):
                 exchange.discard()
-                capture.pipeline.skip()
+                capture.sink.skip()
         except Exception:
-            capture.pipeline.capture_failed("bottle after_request")
+            capture.sink.capture_failed("bottle after_request")
 
     def _route_enabled(self, route: Any) -> bool:
         value = route.config.get(ROUTE_SWITCH)

@@ -34,10 +34,12 @@ from typing import Any, Dict, Mapping, Union
 import falcon
 import falcon.asgi
 
+from ..core.capture.exchange import Capture
 from ..core.config.schema import Settings
 from ..core.integration import IntegrationMethods
 from ..core.pipeline import Pipeline
-from .request import FalconCapture
+from .request import begin_asgi, begin_wsgi
+from .response import respond, respond_async
 
 __all__ = ["MoesifMiddleware"]
 
@@ -52,7 +54,7 @@ class MoesifMiddleware(IntegrationMethods):
         self.settings: Settings = settings
         self.enabled = settings.enabled
         self.pipeline = Pipeline(settings) if self.enabled else None
-        self._capture = FalconCapture(self.pipeline) if self.pipeline else None
+        self._capture = Capture(self.pipeline) if self.pipeline else None
         # Where the request's exchange waits for process_response: the environ (scope) lives
         # exactly as long as the request. One key per instance, so two never mix.
         self._key = f"moesif.falcon_exchange.{id(self)}"
@@ -64,9 +66,9 @@ class MoesifMiddleware(IntegrationMethods):
         if capture is None:
             return
         try:
-            exchange = capture.begin_wsgi(req, resp)
+            exchange = begin_wsgi(capture, req, resp)
         except Exception:
-            capture.pipeline.capture_failed("request")
+            capture.sink.capture_failed("request")
             return
         if exchange is not None:
             req.env[self._key] = exchange
@@ -79,10 +81,10 @@ class MoesifMiddleware(IntegrationMethods):
         exchange = req.env.pop(self._key, None)
         if exchange is not None:
             try:
-                exchange.respond(req, resp)
+                respond(exchange, req, resp)
             except Exception:
-                self._capture.pipeline.capture_failed("response")
-                exchange.finish(error=False)
+                exchange.capture_failed("response")
+                exchange.finish()
 
     # ------------------------------------------------------------------ falcon.asgi.App
 
@@ -93,9 +95,9 @@ class MoesifMiddleware(IntegrationMethods):
         if capture is None:
             return
         try:
-            exchange = capture.begin_asgi(req, resp)
+            exchange = begin_asgi(capture, req, resp)
         except Exception:
-            capture.pipeline.capture_failed("request")
+            capture.sink.capture_failed("request")
             return
         if exchange is not None:
             req.scope[self._key] = exchange
@@ -112,10 +114,10 @@ class MoesifMiddleware(IntegrationMethods):
         exchange = req.scope.pop(self._key, None)
         if exchange is not None:
             try:
-                await exchange.respond_async(req, resp)
+                await respond_async(exchange, req, resp)
             except Exception:
-                self._capture.pipeline.capture_failed("response")
-                exchange.finish(error=False)
+                exchange.capture_failed("response")
+                exchange.finish()
 
     async def process_shutdown(self, scope: Dict[str, Any], event: Dict[str, Any]) -> None:
         """ASGI lifespan shutdown: delivers what is queued, off the event loop."""

@@ -27,16 +27,17 @@ _CONDITIONAL_REQUEST_HEADERS = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", 
 class PyramidCapture(WsgiCapture):
     """The WSGI capture, plus what the Pyramid request knows."""
 
-    def framework_user(self, environ: Dict[str, Any]) -> Optional[str]:
-        request = environ.get(REQUEST_ENVIRON_KEY)
+    def framework_user(self, environ: Optional[Dict[str, Any]]) -> Optional[str]:
+        request = environ.get(REQUEST_ENVIRON_KEY) if environ is not None else None
         if request is not None:
-            user = self.pipeline.call_hook("authenticated_userid", _authenticated_userid, request)
+            user = self.sink.call_hook("authenticated_userid", _authenticated_userid, request)
             if user is not None and user != "":
                 return str(user)
         return super().framework_user(environ)
 
-    def framework_route(self, environ: Dict[str, Any]) -> Optional[str]:
-        route = getattr(environ.get(REQUEST_ENVIRON_KEY), "matched_route", None)
+    def framework_route(self, environ: Optional[Dict[str, Any]]) -> Optional[str]:
+        request = environ.get(REQUEST_ENVIRON_KEY) if environ is not None else None
+        route = getattr(request, "matched_route", None)
         pattern = getattr(route, "pattern", None)
         return pattern if isinstance(pattern, str) else None
 
@@ -61,7 +62,7 @@ class MoesifTween:
             try:
                 exchange = self.capture.begin(environ, started)
             except Exception:
-                self.capture.pipeline.capture_failed("request")
+                self.capture.sink.capture_failed("request")
                 exchange = None
             if exchange is None:
                 return self.handler(request)
@@ -102,12 +103,12 @@ class MoesifTween:
             try:
                 self._attach(request, response, exchange, body, headers)
             except Exception:  # an unusual response object: it goes out as the view made it
-                self.capture.pipeline.capture_failed("response")
-                exchange.finish(error=False)
+                exchange.capture_failed("response")
+                exchange.finish()
         try:
             exchange.identify()  # while the request (and its security policy) is at hand
         except Exception:
-            self.capture.pipeline.capture_failed("identify")
+            exchange.capture_failed("identify")
         return response
 
     @staticmethod
@@ -115,7 +116,7 @@ class MoesifTween:
         request: Any, response: Any, exchange: WsgiExchange, body: Any, headers: List[Any]
     ) -> None:
         if _answered_by_webob(request, response):
-            exchange.finish(error=False)
+            exchange.finish()
         else:
             response.app_iter = body
         response.headerlist = headers  # the response's headers and the transaction id

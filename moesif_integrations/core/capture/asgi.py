@@ -1,26 +1,113 @@
-"""Body tees for Falcon: what the app reads and what it streams pass through, a bounded copy stays.
+"""The ASGI request path, framework-neutral: the facts of an ASGI scope, the request body from
+its events, and the tees of ``receive`` and of async response streams.
 
-Iterables in WSGI reuse the core's ``ResponseIterator``; here are the shapes it does not cover: an
-ASGI ``receive`` tee, file-like response streams (sync and async) and async iterables. The
-response tees finish their exchange once: at the end of the body, at ``close()`` or on an error.
+An ASGI adapter begins an ``Exchange`` from the scope with what its framework parsed (method,
+scheme, host, header pairs), lets ``capture_request_body`` tee the body the app pulls, and wraps
+async response streams; the stream tees finish the exchange once: at the end of the body, at
+``close()`` or on an error.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Awaitable, Callable, Dict, Optional, Protocol
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
-from .tees import BodyCapture
+from .exchange import Capture, Exchange
+from .tees import BodyCapture, Finishing, read_block
 
 AsgiEvent = Dict[str, Any]
+Receive = Callable[[], Awaitable[AsgiEvent]]
 
 
-class Finishing(Protocol):
-    """What a response tee needs from its exchange."""
+def scope_path(scope: Dict[str, Any]) -> str:
+    """root_path + path as the client asked for it, in PEP 3333's latin-1 view of its UTF-8
+    bytes (as asgiref gives a WSGI app), so the worker quotes it the same way for both."""
+    path: str = scope.get("path") or "/"
+    root_path = scope.get("root_path") or ""
+    if root_path and not path.startswith(root_path):
+        path = root_path + path  # servers differ on whether "path" already holds root_path
+    if not path.isascii():
+        path = path.encode("utf-8", "surrogateescape").decode("latin-1")
+    return path
 
-    response_capture: Optional[BodyCapture]
 
-    def finish(self, error: bool) -> None: ...
+def scope_query(scope: Dict[str, Any]) -> str:
+    query = scope.get("query_string") or b""
+    return query.decode("latin-1") if isinstance(query, bytes) else str(query)
+
+
+def scope_client(scope: Dict[str, Any]) -> Optional[str]:
+    """The peer's address; None when the server gave none."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+def scope_headers(scope: Dict[str, Any]) -> List[Tuple[bytes, bytes]]:
+    """The scope's header pairs, as bytes (the worker decodes them)."""
+    return [(name, value) for name, value in scope.get("headers") or ()]
+
+
+def exchange_from_scope(
+    capture: Capture,
+    scope: Dict[str, Any],
+    started: float,
+    method: str,
+    scheme: str,
+    host: str,
+    transaction_id: Optional[str],
+    headers: Any = None,
+) -> Exchange:
+    """An exchange of ``scope``: path, query and client from the scope, the rest as the
+    adapter's framework parsed it. ``headers``: name/value pairs, bytes or text; the scope's
+    own when None (an adapter whose framework consumed them passes what it parsed)."""
+    # Byte pairs are the record's to keep as they are: the worker decodes them.
+    pairs: Any = scope_headers(scope) if headers is None else headers
+    return Exchange(
+        capture,
+        started,
+        method,
+        scheme,
+        host,
+        scope_path(scope),
+        scope_query(scope),
+        pairs,
+        False,
+        scope_client(scope),
+        transaction_id,
+    )
+
+
+def capture_request_body(
+    exchange: Exchange,
+    content_length: Any,
+    first_event: Optional[AsgiEvent],
+    receive: Optional[Receive],
+) -> Optional[ReceiveTee]:
+    """Captures the request body from its first ``http.request`` event, already received; when
+    more events follow, returns the tee of ``receive`` that copies them as the app pulls them
+    (the adapter puts it where the app receives from). ``receive`` None: the first event is
+    all there is to see (something else already pulls the body)."""
+    body = exchange.capture_request_body(content_length)
+    event = first_event or {}
+    data = event.get("body")
+    if data:
+        body.add(data)
+    if receive is None or (event and not event.get("more_body")):
+        return None
+    tee = exchange.tee = ReceiveTee(receive, body)
+    return tee
+
+
+async def receive_unread_body(exchange: Exchange) -> None:
+    """Receives a short body the app never read (``Exchange.short_unread_length``), so it is
+    still captured; for an adapter that knows the app never pulled it."""
+    tee = exchange.tee
+    length = exchange.short_unread_length()
+    if isinstance(tee, ReceiveTee) and length:
+        try:
+            await tee.drain_unread(length)
+        except Exception:  # the client went away; what came is what we have
+            pass
 
 
 class ReceiveTee:
@@ -28,13 +115,11 @@ class ReceiveTee:
 
     __slots__ = ("_receive", "_capture", "done")
 
-    def __init__(
-        self, receive: Callable[[], Awaitable[AsgiEvent]], capture: BodyCapture, done: bool
-    ) -> None:
+    def __init__(self, receive: Receive, capture: BodyCapture) -> None:
         self._receive = receive
         self._capture = capture
         # True once the body's last event (or a disconnect) went by.
-        self.done = done
+        self.done = False
 
     async def __call__(self) -> AsgiEvent:
         event = await self._receive()
@@ -56,39 +141,6 @@ class ReceiveTee:
             await self()
 
 
-class ReadTee:
-    """A file-like WSGI response stream that does not go to the server's sendfile: Falcon (or
-    ``wsgi.file_wrapper``) reads it in blocks and closes it."""
-
-    __slots__ = ("_exchange", "_stream")
-
-    def __init__(self, exchange: Finishing, stream: Any) -> None:
-        self._exchange = exchange
-        self._stream = stream
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            data: bytes = self._stream.read(size)
-        except BaseException:
-            self._exchange.finish(error=True)
-            raise
-        if data:
-            capture = self._exchange.response_capture
-            if capture is not None:
-                capture.add(data)
-        else:
-            self._exchange.finish(error=False)
-        return data
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._stream, "close", None)
-            if close is not None:
-                close()
-        finally:
-            self._exchange.finish(error=False)
-
-
 class AsyncReadTee:
     """An ASGI response stream with an awaitable ``read()`` (aiofiles and the like)."""
 
@@ -104,27 +156,21 @@ class AsyncReadTee:
         except BaseException:
             self._exchange.finish(error=True)
             raise
-        if data:
-            capture = self._exchange.response_capture
-            if capture is not None:
-                capture.add(data)
-        else:
-            self._exchange.finish(error=False)
+        read_block(self._exchange, data)
         return data
 
     async def close(self) -> None:
         try:
             await _close(self._stream)
         finally:
-            self._exchange.finish(error=False)
+            self._exchange.finish()
 
 
 class AsyncStreamTee:
     """An ASGI response stream that is an async generator or iterator.
 
-    Falcon calls ``close()`` on a stream that has one, so the exchange also finishes when the
-    client goes away mid-stream; the app's own stream is closed only if it has ``close()``,
-    exactly as Falcon would have done.
+    The exchange also finishes at ``close()`` (a server or framework closes a stream when the
+    client goes away mid-stream); the app's own stream is closed only if it has ``close()``.
     """
 
     __slots__ = ("_exchange", "_stream", "_iterator")
@@ -143,14 +189,15 @@ class AsyncStreamTee:
                 self._iterator = self._stream.__aiter__()
             chunk: Optional[bytes] = await self._iterator.__anext__()
         except StopAsyncIteration:
-            self._exchange.finish(error=False)
+            self._exchange.finish()
             raise
         except BaseException:
             self._exchange.finish(error=True)
             raise
         if chunk is None:
-            # Falcon's end of body for async iterators (PEP 479 forbids StopIteration there).
-            self._exchange.finish(error=False)
+            # An end of body some frameworks accept from async iterators (PEP 479 forbids
+            # StopIteration there).
+            self._exchange.finish()
         else:
             capture = self._exchange.response_capture
             if capture is not None:
@@ -161,7 +208,7 @@ class AsyncStreamTee:
         try:
             await _close(self._stream)
         finally:
-            self._exchange.finish(error=False)
+            self._exchange.finish()
 
 
 async def _close(stream: Any) -> None:

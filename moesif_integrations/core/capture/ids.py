@@ -12,8 +12,8 @@ _UUID_TEXT = re.compile(
 )
 # random is reseeded in a forked child by the interpreter, so children never repeat ids.
 _bits = random.getrandbits
-# Ids are made in batches: one call for many keeps the request path's share small and warm in
-# the CPU caches (made one at a time between an app's requests, each cost several times more).
+# Ids are made in batches and handed out from a pool: str(uuid.uuid4()) per request instead
+# costs 19,500 instructions more per Flask GET (2.7 µs; benchmarks/overhead.py --instructions).
 _BATCH = 64
 # A batch is one text of random hex digits, 37 per id (36 characters and a separator); fixed
 # columns are then overwritten in C, each by one slice assignment over the whole batch: the
@@ -42,8 +42,11 @@ def _refill() -> None:
     _pool.extend(text.decode("ascii").split())
 
 
-def new_transaction_id() -> str:
-    """A random UUID4 as text; cheaper than uuid.uuid4() on the request path."""
+def transaction_id_for(client_supplied: Optional[str] = None) -> str:
+    """The exchange's transaction id: the client's own X-Moesif-Transaction-Id when it is a
+    well-formed UUID, else a new random UUID4."""
+    if client_supplied and len(client_supplied) == 36 and _UUID_TEXT.fullmatch(client_supplied):
+        return client_supplied.lower()
     while True:
         try:
             return _pool.pop()  # atomic: threads never get the same id
@@ -51,17 +54,11 @@ def new_transaction_id() -> str:
             _refill()
 
 
-# An id from the pool, for a caller that falls back on new_transaction_id() on IndexError
-# (the pool is empty): the request path's fast way, with no Python call.
-pooled_transaction_id = _pool.pop
+def new_transaction_id() -> str:
+    """A random UUID4 as text."""
+    return transaction_id_for(None)
+
 
 if hasattr(os, "register_at_fork"):
     # A child must not hand out the ids its parent already made.
     os.register_at_fork(after_in_child=_pool.clear)
-
-
-def transaction_id_for(client_supplied: Optional[str]) -> str:
-    """Reuses the client's X-Moesif-Transaction-Id only when it is a well-formed UUID."""
-    if client_supplied and len(client_supplied) == 36 and _UUID_TEXT.fullmatch(client_supplied):
-        return client_supplied.lower()
-    return new_transaction_id()

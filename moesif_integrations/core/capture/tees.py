@@ -1,172 +1,48 @@
-"""Bounded body captures and the request-body tee: the protocol-neutral parts of the request path.
+"""Bounded body captures and the synchronous tees: what the app reads and what it answers pass
+through untouched while a bounded copy stays.
 
 Nothing here parses or copies more than the capture limit: a capture keeps references to the
-chunks that fit and counts the rest.
+chunks that fit and counts the rest. The response tees finish their exchange exactly once: at
+the end of the body, at ``close()`` or when producing the body raises.
 """
 
 from __future__ import annotations
 
-from itertools import compress
-from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
-
-from .ids import transaction_id_for
-
-_HEADER_KEY_PREFIXES = ("HTTP_", "CONTENT_TYPE", "CONTENT_LENGTH")
-_HEADER_KEYS_LIMIT = 2048  # header names are the client's to choose: a bounded memo
+from typing import IO, Any, Iterable, Iterator, List, Optional, Protocol
 
 
-class _HeaderKeys(Dict[str, bool]):
-    """Whether an environ key is a request header, remembered per key: a dict lookup made from
-    C (by ``map``) is several times cheaper than ``str.startswith`` or a Python-level test, and
-    servers send the same couple of dozen keys on every request."""
-
-    def __missing__(self, key: str) -> bool:
-        is_header = key.startswith(_HEADER_KEY_PREFIXES)
-        if len(self) < _HEADER_KEYS_LIMIT:
-            self[key] = is_header
-        return is_header
-
-
-_is_header_key = _HeaderKeys().__getitem__
-
-
-def environ_path(environ: Dict[str, Any]) -> str:
-    """SCRIPT_NAME + PATH_INFO: the path the client asked for."""
-    path: str = environ.get("PATH_INFO") or ""
-    script_name = environ.get("SCRIPT_NAME")
-    return script_name + path if script_name else path
-
-
-def note_transaction_id(environ: Dict[str, Any]) -> str:
-    """The exchange's transaction id (the client's own when it is a UUID), put in environ too:
-    the app and the event see the id the response will carry. Call it after the header
-    snapshot, which then holds the client's header as it came."""
-    transaction_id = transaction_id_for(environ.get("HTTP_X_MOESIF_TRANSACTION_ID"))
-    environ["HTTP_X_MOESIF_TRANSACTION_ID"] = transaction_id
-    return transaction_id
-
-
-def environ_header_items(environ: Dict[str, Any]) -> List[Tuple[str, str]]:
-    """The request headers of a WSGI environ as (key, value) pairs, keys as the environ has
-    them ("HTTP_X_FOO", "CONTENT_TYPE"); no Python-level loop.
-
-    A server builds the environs of like requests with the same keys in the same order, so each
-    such key set gets a reader of its header pairs (see _header_reader), made once.
-    """
-    global _last_key_set
-    keys = tuple(environ)
-    last_keys, read = _last_key_set
-    if keys != last_keys:  # comparing to the last key set costs less than hashing the keys
-        known = _key_sets.get(keys)
-        if known is None:
-            return _header_items_of_new_key_set(environ, keys)
-        _last_key_set = (keys, known)
-        read = known
-    return read(environ)
-
-
-HeaderReader = Callable[[Dict[str, Any]], List[Tuple[str, str]]]
-# environ keys, in order -> the reader of their header pairs. Bounded: header names are the
-# client's to choose, so the key sets are too.
-_key_sets: Dict[Tuple[str, ...], HeaderReader] = {}
-_KEY_SETS_LIMIT = 256
-_last_key_set: Tuple[Tuple[str, ...], HeaderReader] = ((), lambda environ: [])
-
-
-def _header_items_of_new_key_set(
-    environ: Dict[str, Any], keys: Tuple[str, ...]
-) -> List[Tuple[str, str]]:
-    items = list(compress(environ.items(), map(_is_header_key, environ)))
-    if len(_key_sets) < _KEY_SETS_LIMIT:
-        names = tuple([name for name, _value in items])
-        if all([type(name) is str for name in names]):  # else no reader: read each time
-            _key_sets[keys] = _header_reader(names)
-    return items
-
-
-def _header_reader(names: Tuple[str, ...]) -> HeaderReader:
-    """``environ -> [(name, environ[name]), ...]`` for these names, as compiled code: it builds
-    the pairs with no iterator, zip() or value tuple in between, about half the cost per request
-    of zip() over an itemgetter. The names go in as string literals (``str.__repr__``), so
-    whatever a client names its headers, none of it is ever code."""
-    pairs = "".join([f"({name}, environ[{name}]), " for name in map(str.__repr__, names)])
-    namespace: Dict[str, Any] = {}
-    exec(f"def read_header_items(environ):\n    return [{pairs}]\n", namespace)
-    reader: HeaderReader = namespace["read_header_items"]
-    return reader
-
-
-class RequestPathSettings:
-    """The settings every request path reads on each request, read once into attributes."""
-
-    def read_request_path_settings(self, pipeline: Any) -> None:
-        settings = pipeline.settings
-        self.pipeline = pipeline
-        self.log_body: bool = settings.log_body
-        self.request_limit: int = settings.request_max_body_size
-        self.response_limit: int = settings.response_max_body_size
-        self.add_transaction_id: bool = not settings.disabled_transaction_id
-        self.skip_hook = settings.skip
-        self.identify_user = settings.identify_user
-        self.identify_company = settings.identify_company
-        self.get_session_token = settings.get_session_token
-        self.get_metadata = settings.get_metadata
-
-
-class BoundedBody:
-    """Keeps at most ``limit`` bytes of a body and counts all of it.
-
-    The methods only: a class that holds ``limit``, ``chunks``, ``kept`` and ``size`` gets them
-    from here. BodyCapture is a body's copy on its own; the WSGI exchange keeps its response's
-    itself, which spares an object per request.
-    """
-
-    if not TYPE_CHECKING:  # mypy would take the empty __slots__ for the subclasses' layout
-        __slots__ = ()
-    limit: int
-    chunks: List[bytes]
-    kept: int
-    size: int
-
-    def add(self, data: bytes) -> None:
-        n = len(data)
-        self.size += n
-        room = self.limit - self.kept
-        if room <= 0 or not n:
-            return
-        if n > room:
-            data = bytes(data[:room])
-            n = room
-        self.chunks.append(data)
-        self.kept += n
-
-    def add_copy(self, view: memoryview) -> None:
-        """Like add(), for a buffer its owner will reuse: copies only the part that is kept."""
-        n = len(view)
-        room = self.limit - self.kept
-        if room > 0 and n:
-            self.add(bytes(view[:room]))
-            self.size += n - min(n, room)
-        else:
-            self.size += n
-
-    def value(self) -> bytes:
-        chunks = self.chunks
-        if len(chunks) == 1:
-            return bytes(chunks[0])
-        return b"".join(chunks)
-
-
-class BodyCapture(BoundedBody):
+class BodyCapture:
     """A body's bounded copy: at most ``limit`` bytes kept, all of them counted."""
 
-    __slots__ = ("limit", "chunks", "kept", "size")
+    __slots__ = ("limit", "chunks", "room", "size")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.chunks = []
-        self.kept = 0
+        self.chunks: List[bytes] = []
+        self.room = limit  # what may still be kept
         self.size = 0
+
+    def add(self, data: Any, reused: bool = False) -> None:
+        """Keeps what fits of ``data`` (bytes, or any buffer when ``reused``: one its owner will
+        reuse, of which only the part kept is copied)."""
+        n = len(data)
+        self.size += n
+        room = self.room
+        if n > room:
+            if room <= 0:
+                return
+            data = bytes(data[:room])
+            n = room
+        elif not n:
+            return
+        elif reused:
+            data = bytes(data)
+        self.chunks.append(data)
+        self.room = room - n
+
+    def value(self) -> bytes:
+        """The bytes kept (the very chunk when there is one)."""
+        return b"".join(self.chunks)
 
 
 class InputTee:
@@ -186,9 +62,7 @@ class InputTee:
 
     def read(self, size: Optional[int] = -1, *args: Any) -> bytes:
         self.reads += 1
-        if size is None:
-            size = -1
-        data = self._input.read(size, *args)
+        data = self._input.read(-1 if size is None else size, *args)
         if data:
             self.capture.add(data)
         return data
@@ -214,25 +88,12 @@ class InputTee:
             return len(data)
         count: Optional[int] = readinto(buffer)
         if count:
-            capture = self.capture
-            if count <= capture.limit - capture.kept:
-                # add_copy() inline when all of it is kept: the usual body comes in one read,
-                # often into a bytearray of just its size (copied whole, with no view).
-                if count == len(buffer) and type(buffer) is bytearray:
-                    capture.chunks.append(bytes(buffer))
-                else:
-                    capture.chunks.append(bytes(memoryview(buffer)[:count]))
-                capture.kept += count
-                capture.size += count
-            else:
-                capture.add_copy(memoryview(buffer)[:count])
+            self.capture.add(memoryview(buffer)[:count], reused=True)
         return count
 
     def readline(self, size: Optional[int] = -1, *args: Any) -> bytes:
         self.reads += 1
-        if size is None:
-            size = -1
-        data = self._input.readline(size, *args)
+        data = self._input.readline(-1 if size is None else size, *args)
         if data:
             self.capture.add(data)
         return data
@@ -271,3 +132,129 @@ class InputTee:
                 break
             self.capture.add(data)
             remaining -= len(data)
+
+
+class Finishing(Protocol):
+    """What a response tee needs from its exchange (``core.capture.exchange.Exchange``)."""
+
+    # The response body's bounded copy; None when bodies are not captured.
+    response_capture: Optional[BodyCapture]
+
+    def finish(self, error: bool = False) -> None: ...
+
+    def capture_failed(self, where: str) -> None: ...
+
+
+class ResponseIterator:
+    """Passes the app's chunks through the moment they come, keeping a bounded copy.
+
+    Finishes the exchange at the last chunk, at ``close()`` or when iteration raises, and calls
+    the app's own ``close()`` exactly once. Servers iterate what ``__iter__`` returns, a
+    generator over the app's iterable.
+    """
+
+    __slots__ = ("_exchange", "_result", "_chunks", "_closed")
+
+    def __init__(self, exchange: Finishing, result: Iterable[bytes]) -> None:
+        self._exchange = exchange
+        self._result = result
+        self._chunks: Optional[Iterator[bytes]] = None
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunks = self._chunks
+        if chunks is None:
+            chunks = self._chunks = self._pass_through()
+        return chunks
+
+    def __next__(self) -> bytes:
+        # For servers that call next() on the result itself instead of iterating it.
+        return next(self.__iter__())
+
+    def _pass_through(self) -> Iterator[bytes]:
+        exchange = self._exchange
+        capture = exchange.response_capture
+        try:
+            # Not "yield from": it would close the app's iterator itself, and close() again.
+            for chunk in self._result:
+                if capture is not None:
+                    try:
+                        capture.add(chunk)
+                    except Exception:  # not bytes: the server will say so; capture never raises
+                        exchange.capture_failed("response")
+                        capture = None
+                yield chunk
+        except GeneratorExit:  # close() before the end: close() finishes the exchange
+            raise
+        except BaseException:
+            exchange.finish(error=True)
+            self._chunks = None  # this very generator, running: close() leaves it be
+            self.close()
+            raise
+        exchange.finish()
+
+    def close(self) -> None:
+        """Closes the app's result, once, and finishes the exchange if the body did not end."""
+        try:
+            chunks = self._chunks
+            if chunks is not None:
+                # The generator's frame holds this object: dropping it breaks the cycle, so
+                # reference counting frees both without the cyclic collector.
+                self._chunks = None
+                chunks.close()  # type: ignore[attr-defined]
+            if not self._closed:
+                self._closed = True
+                close = getattr(self._result, "close", None)
+                if close is not None:
+                    close()
+        finally:
+            self._exchange.finish()
+
+
+class SizedResponseIterator(ResponseIterator):
+    """For list and tuple bodies: servers that look at ``len()`` (wsgiref sets Content-Length
+    for one-chunk bodies) keep doing so."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._result)  # type: ignore[arg-type]
+
+
+def read_block(exchange: Finishing, data: bytes) -> None:
+    """A block read from a file-like response stream: kept in the exchange's copy; an empty one
+    is the end of the body, which finishes the exchange."""
+    if data:
+        capture = exchange.response_capture
+        if capture is not None:
+            capture.add(data)
+    else:
+        exchange.finish()
+
+
+class ReadTee:
+    """A file-like response stream that does not go to the server's sendfile: the framework (or
+    ``wsgi.file_wrapper``) reads it in blocks and closes it."""
+
+    __slots__ = ("_exchange", "_stream")
+
+    def __init__(self, exchange: Finishing, stream: Any) -> None:
+        self._exchange = exchange
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data: bytes = self._stream.read(size)
+        except BaseException:
+            self._exchange.finish(error=True)
+            raise
+        read_block(self._exchange, data)
+        return data
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._stream, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._exchange.finish()
