@@ -11,7 +11,8 @@ try:  # the core's own dependency on CPython: parses a batch several times faste
 except ImportError:  # pragma: no cover - PyPy and platforms without a wheel
     _orjson = None  # type: ignore[assignment]
 
-# Fields the collector insists on, per kind (PROTOCOL.md). Dotted names are nested.
+# Fields the collector insists on, per kind (docs/protocol.md, "The event" and "Users,
+# companies, subscriptions, actions"). Dotted names are nested.
 REQUIRED_FIELDS: Dict[str, Tuple[str, ...]] = {
     "events": ("request", "request.time", "request.uri", "request.verb"),
     "users": ("user_id",),
