@@ -368,10 +368,19 @@ def test_adapters_use_the_core_public_surface(tree: Tree) -> None:
 # ---------------------------------------------------------- each rule fails when it should
 
 
+CLEAN_CORE = {
+    "moesif_integrations/core/record.py": "import json\n\nclass ExchangeRecord:\n    pass\n",
+    "moesif_integrations/core/capture/wsgi.py": "from ..record import ExchangeRecord\n",
+    "moesif_integrations/core/delivery/queue.py": "from ..record import ExchangeRecord\n",
+    "moesif_integrations/core/pipeline.py": "from .delivery import queue\n",
+}
+
+
 def write_tree(root: Path, files: Dict[str, str]) -> Tree:
-    """A package tree under ``root``: ``files`` maps paths to sources; every folder on the way
-    gets an ``__init__.py`` (empty unless given)."""
-    for relative, source in files.items():
+    """A package tree under ``root``: a clean core (``CLEAN_CORE``) with ``files`` (paths to
+    sources) added or replacing its modules; every folder on the way gets an ``__init__.py``
+    (empty unless given)."""
+    for relative, source in {**CLEAN_CORE, **files}.items():
         path = root / relative
         for folder in path.relative_to(root).parents:
             if folder != Path(".") and folder.parts[0] == PACKAGE:
@@ -388,19 +397,10 @@ def reported(violations: Sequence[Violation]) -> Set[Tuple[str, str]]:
     return {(v.file, v.imported) for v in violations}
 
 
-CLEAN_CORE = {
-    "moesif_integrations/core/record.py": "import json\n\nclass ExchangeRecord:\n    pass\n",
-    "moesif_integrations/core/capture/wsgi.py": "from ..record import ExchangeRecord\n",
-    "moesif_integrations/core/delivery/queue.py": "from ..record import ExchangeRecord\n",
-    "moesif_integrations/core/pipeline.py": "from .delivery import queue\n",
-}
-
-
 def test_rules_pass_a_clean_tree(tmp_path: Path) -> None:
     tree = write_tree(
         tmp_path,
         {
-            **CLEAN_CORE,
             "moesif_integrations/flask/__init__.py": "import flask\nfrom ..core import Pipeline\n",
             "moesif_integrations/wsgi.py": "from moesif_integrations.core import Pipeline\n",
         },
@@ -416,7 +416,6 @@ def test_rule_a_reports_frameworks_and_packages_above_the_core(tmp_path: Path) -
     tree = write_tree(
         tmp_path,
         {
-            **CLEAN_CORE,
             "moesif_integrations/core/record.py": """\
                 import werkzeug.wrappers
 
@@ -458,7 +457,6 @@ def test_rule_b_reports_an_adapter_importing_another_or_the_generic_middleware(
     tree = write_tree(
         tmp_path,
         {
-            **CLEAN_CORE,
             "moesif_integrations/flask/__init__.py": "from ..wsgi import MoesifMiddleware\n",
             "moesif_integrations/falcon/request.py": "from ..pyramid import tween\n",
             "moesif_integrations/pyramid/tween.py": "from . import settings\n",
@@ -480,7 +478,6 @@ def test_rule_c_reports_capture_reaching_delivery_directly(tmp_path: Path) -> No
     tree = write_tree(
         tmp_path,
         {
-            **CLEAN_CORE,
             "moesif_integrations/core/capture/wsgi.py": """\
                 from typing import TYPE_CHECKING
                 if TYPE_CHECKING:
@@ -498,7 +495,6 @@ def test_rule_c_reports_capture_reaching_delivery_through_other_modules(tmp_path
     tree = write_tree(
         tmp_path,
         {
-            **CLEAN_CORE,
             "moesif_integrations/core/capture/wsgi.py": "\nfrom ..wire import event\n",
             "moesif_integrations/core/wire/event.py": "from ..record import ExchangeRecord\n"
             "from .. import pipeline\n",
@@ -523,7 +519,6 @@ def test_rule_c_follows_no_type_checking_import_beyond_capture(tmp_path: Path) -
     tree = write_tree(
         tmp_path,
         {
-            **CLEAN_CORE,
             "moesif_integrations/core/capture/wsgi.py": "from ..config import schema\n",
             "moesif_integrations/core/config/schema.py": """\
                 from typing import TYPE_CHECKING
@@ -537,15 +532,15 @@ def test_rule_c_follows_no_type_checking_import_beyond_capture(tmp_path: Path) -
     assert capture_violations(tree) == []
 
 
+# Stand-ins for the frameworks, so the run-time check needs none installed.
+FRAMEWORK_STAND_INS = {"bottle.py": "", "gunicorn/__init__.py": "", "gunicorn/app.py": ""}
+
+
 def test_rule_d_reports_a_framework_imported_at_run_time(tmp_path: Path) -> None:
     tree = write_tree(
         tmp_path,
         {
-            **CLEAN_CORE,
-            # Stand-ins for the frameworks, so the check needs none installed.
-            "bottle.py": "",
-            "gunicorn/__init__.py": "",
-            "gunicorn/app.py": "",
+            **FRAMEWORK_STAND_INS,
             "moesif_integrations/core/wire/event.py": "import json\nimport bottle\n",
             "moesif_integrations/core/delivery/child.py": "from gunicorn import app\n",
             # Not at run time: not reported by (d).
@@ -572,7 +567,6 @@ def test_rule_e_reports_adapters_importing_core_submodules(tmp_path: Path) -> No
     tree = write_tree(
         tmp_path,
         {
-            **CLEAN_CORE,
             "moesif_integrations/flask/__init__.py": "from ..core import Pipeline, pipeline\n",
             "moesif_integrations/falcon/request.py": "from ..core.capture.wsgi import X\n",
             "moesif_integrations/wsgi.py": "import moesif_integrations.core.record\n",
