@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, Dict, Iterator
 
 import pytest
+from harness import collector_settings, shut_down_after_test, shut_down_test_integrations
 
 from moesif_integrations import MoesifMiddleware
 from moesif_integrations.collector import Collector
@@ -17,6 +18,8 @@ def collector() -> Iterator[Collector]:
     try:
         yield running
     finally:
+        # The test's integrations first, while the collector still answers their last flush.
+        shut_down_test_integrations()
         running.close()
 
 
@@ -34,24 +37,29 @@ def json_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     return "stdlib"
 
 
+@pytest.fixture(autouse=True)
+def shut_down_integrations() -> Iterator[None]:
+    """Shuts down, after each test, every integration it handed to ``shut_down_after_test``
+    (the ``collector`` fixture does it first where a test has one)."""
+    yield
+    shut_down_test_integrations()
+
+
 @pytest.fixture
-def middlewares(collector: Collector) -> Iterator[Callable[..., MoesifMiddleware]]:
+def base(request: pytest.FixtureRequest, collector: Collector) -> Dict[str, Any]:
+    """Settings an adapter's tests start from: the test module's ``APP_ID``, delivering to the
+    collector with a short batch timeout (``harness.collector_settings``)."""
+    return collector_settings(collector.url, request.module.APP_ID)
+
+
+@pytest.fixture
+def middlewares(collector: Collector) -> Callable[..., MoesifMiddleware]:
     """``make(app, app_id, **settings)``: a MoesifMiddleware around ``app`` delivering to the
     collector (unless BASE_URI says otherwise) with a 0.05 s batch timeout; every one made is
-    shut down afterwards."""
-    made: List[MoesifMiddleware] = []
+    shut down after the test."""
 
     def make(app: Any, app_id: str, **settings: Any) -> MoesifMiddleware:
-        options = {
-            "APPLICATION_ID": app_id,
-            "BASE_URI": collector.url,
-            "EVENT_BATCH_TIMEOUT": 0.05,
-        }
-        options.update(settings)
-        middleware = MoesifMiddleware(app, options)
-        made.append(middleware)
-        return middleware
+        middleware = MoesifMiddleware(app, collector_settings(collector.url, app_id, **settings))
+        return shut_down_after_test(middleware, timeout=1)
 
-    yield make
-    for middleware in made:
-        middleware.shutdown(timeout=1)
+    return make

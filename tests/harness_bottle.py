@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional
 
 import bottle
 import webtest
 from harness import BIG_SIZE, STREAM_CHUNKS, HarnessBase, Reply, StreamProbe
-from wsgi_client import make_environ
 
 from moesif_integrations.bottle import MoesifPlugin
 
@@ -77,26 +76,10 @@ class BottleHarness(HarnessBase):
         headers: Optional[Dict[str, str]] = None,
         query: str = "",
     ) -> Reply:
-        url = f"{path}?{query}" if query else path
-        response = self.client.request(
-            url, method=method, body=body, headers=headers or {}, expect_errors=True
-        )
-        return Reply(
-            response.status_int, {k.lower(): v for k, v in response.headerlist}, response.body
-        )
+        return self.webtest_request(self.client, method, path, body, headers, query)
 
     def stream_probe(self) -> StreamProbe:
-        # WebTest reads whole bodies; the probe reads the first chunk as a server would.
-        iterable = self.app(make_environ("GET", "/stream"), lambda *args: None)
-        iterator = iter(iterable)
-        first = next(iterator)
-        produced = len(self.produced)
-        rest = b"".join(iterator)
-        iterable.close()
-        return StreamProbe(first, produced, first + rest)
-
-    def path_of(self, hook_args: Tuple[Any, ...]) -> str:
-        return str(hook_args[1]["PATH_INFO"])
+        return self.probe_wsgi(self.app)
 
 
 HARNESS = BottleHarness

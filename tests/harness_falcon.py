@@ -3,6 +3,7 @@ test client (``falcon.testing``)."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import falcon
@@ -66,24 +67,27 @@ class Health:
         resp.text = "ok"
 
 
-def add_standard_routes(app: Any, resources: Dict[str, Any]) -> Any:
-    for path, resource in resources.items():
+def add_standard_routes(app: Any, resources: Any, produced: List[bytes]) -> Any:
+    """The standard app's routes on ``app``, served by the resource classes of ``resources`` (a
+    module defining Item, Items, Form, Upload, Big, Stream, Error and Health)."""
+    routes = {
+        "/items/{item_id}": resources.Item(),
+        "/items": resources.Items(),
+        "/form": resources.Form(),
+        "/upload": resources.Upload(),
+        "/big": resources.Big(),
+        "/stream": resources.Stream(produced),
+        "/error": resources.Error(),
+        "/health": resources.Health(),
+    }
+    for path, resource in routes.items():
         app.add_route(path, resource)
     return app
 
 
 def standard_app(middleware: MoesifMiddleware, produced: List[bytes]) -> falcon.App:
-    resources = {
-        "/items/{item_id}": Item(),
-        "/items": Items(),
-        "/form": Form(),
-        "/upload": Upload(),
-        "/big": Big(),
-        "/stream": Stream(produced),
-        "/error": Error(),
-        "/health": Health(),
-    }
-    return add_standard_routes(falcon.App(middleware=[middleware]), resources)
+    app = falcon.App(middleware=[middleware])
+    return add_standard_routes(app, sys.modules[__name__], produced)
 
 
 class FalconHarness(HarnessBase):
@@ -112,20 +116,12 @@ class FalconHarness(HarnessBase):
         result = self.client.simulate_request(
             method, path, body=body or None, headers=headers, query_string=query or None
         )
-        return Reply(
-            result.status_code, {k.lower(): v for k, v in result.headers.items()}, result.content
-        )
+        return self.reply_of(result.status_code, result.headers.items(), result.content)
 
     def stream_probe(self) -> StreamProbe:
         # The WSGI call by hand, so the body can be read one chunk at a time.
         start_response = falcon.testing.StartResponseMock()
-        iterable = self.app(falcon.testing.create_environ("/stream"), start_response)
-        iterator = iter(iterable)
-        first = next(iterator)
-        produced = len(self.produced)
-        rest = b"".join(iterator)
-        iterable.close()  # type: ignore[attr-defined]
-        return StreamProbe(first, produced, first + rest)
+        return self.probe(self.app(falcon.testing.create_environ("/stream"), start_response))
 
     def path_of(self, hook_args: Tuple[Any, ...]) -> str:
         return str(hook_args[0].path)

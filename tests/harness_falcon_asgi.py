@@ -4,6 +4,7 @@ test client (``falcon.testing.TestClient`` and ``ASGIConductor`` for the streame
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any, AsyncIterator, List
 
 import falcon
@@ -73,17 +74,8 @@ class Health:
 
 
 def standard_app(middleware: MoesifMiddleware, produced: List[bytes]) -> falcon.asgi.App:
-    resources = {
-        "/items/{item_id}": Item(),
-        "/items": Items(),
-        "/form": Form(),
-        "/upload": Upload(),
-        "/big": Big(),
-        "/stream": Stream(produced),
-        "/error": Error(),
-        "/health": Health(),
-    }
-    return add_standard_routes(falcon.asgi.App(middleware=[middleware]), resources)
+    app = falcon.asgi.App(middleware=[middleware])
+    return add_standard_routes(app, sys.modules[__name__], produced)
 
 
 class FalconAsgiHarness(FalconHarness):

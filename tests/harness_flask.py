@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional
 
 import flask
 from harness import BIG_SIZE, STREAM_CHUNKS, HarnessBase, Reply, StreamProbe
@@ -76,23 +76,11 @@ class FlaskHarness(HarnessBase):
         response = self.client.open(
             path, method=method, data=body, headers=headers, query_string=query
         )
-        return Reply(
-            response.status_code,
-            {name.lower(): value for name, value in response.headers.items()},
-            response.get_data(),
-        )
+        return self.reply_of(response.status_code, response.headers.items(), response.get_data())
 
     def stream_probe(self) -> StreamProbe:
         response = self.client.get("/stream", buffered=False)
-        iterator = iter(response.response)
-        first = next(iterator)
-        produced = len(self.produced)
-        rest = b"".join(iterator)
-        response.close()
-        return StreamProbe(first, produced, first + rest)
-
-    def path_of(self, hook_args: Tuple[Any, ...]) -> str:
-        return str(hook_args[1]["PATH_INFO"])
+        return self.probe(response.response, response.close)
 
 
 HARNESS = FlaskHarness

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional
 
 import webtest
 from harness import BIG_SIZE, STREAM_CHUNKS, HarnessBase, Reply, StreamProbe
@@ -84,31 +84,17 @@ class PyramidHarness(HarnessBase):
         headers: Optional[Dict[str, str]] = None,
         query: str = "",
     ) -> Reply:
-        url = f"{path}?{query}" if query else path
         try:
-            response = self.client.request(
-                url, method=method, body=body, headers=headers or {}, expect_errors=True
-            )
+            return self.webtest_request(self.client, method, path, body, headers, query)
         except RuntimeError:
             # No exception view handles it: the WSGI server would answer 500.
             return Reply(500, {}, b"")
-        return Reply(
-            response.status_int, {k.lower(): v for k, v in response.headerlist}, response.body
-        )
 
     def stream_probe(self) -> StreamProbe:
         # WebTest reads whole bodies; WebOb's call_application hands back the app's iterable.
         request = webtest.TestRequest.blank("/stream")
         _status, _headers, iterable = request.call_application(self.app)
-        iterator = iter(iterable)
-        first = next(iterator)
-        produced = len(self.produced)
-        rest = b"".join(iterator)
-        iterable.close()
-        return StreamProbe(first, produced, first + rest)
-
-    def path_of(self, hook_args: Tuple[Any, ...]) -> str:
-        return str(hook_args[1]["PATH_INFO"])
+        return self.probe(iterable)
 
 
 HARNESS = PyramidHarness

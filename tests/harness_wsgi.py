@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional
 from urllib.parse import parse_qs
 
 from harness import BIG_SIZE, STREAM_CHUNKS, HarnessBase, Reply, StreamProbe
-from wsgi_client import call, make_environ
+from wsgi_client import call
 
 from moesif_integrations import MoesifMiddleware
 
@@ -78,19 +78,10 @@ class WsgiHarness(HarnessBase):
         except RuntimeError:
             # A bare WSGI app has no error page: the server would answer 500.
             return Reply(500, {}, b"")
-        return Reply(result.status_code, {k.lower(): v for k, v in result.headers}, result.body)
+        return self.reply_of(result.status_code, result.headers, result.body)
 
     def stream_probe(self) -> StreamProbe:
-        iterable = self.middleware(make_environ("GET", "/stream"), lambda *args: None)
-        iterator = iter(iterable)
-        first = next(iterator)
-        produced = len(self.produced)
-        rest = b"".join(iterator)
-        iterable.close()  # type: ignore[attr-defined]
-        return StreamProbe(first, produced, first + rest)
-
-    def path_of(self, hook_args: Tuple[Any, ...]) -> str:
-        return str(hook_args[1]["PATH_INFO"])
+        return self.probe_wsgi(self.middleware)
 
 
 HARNESS = WsgiHarness

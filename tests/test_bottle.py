@@ -14,6 +14,7 @@ import pytest
 bottle = pytest.importorskip("bottle")
 webtest = pytest.importorskip("webtest")
 
+from harness import shut_down_after_test  # noqa: E402
 from servers import ROOT_DIR, serve  # noqa: E402
 from wsgi_client import make_environ  # noqa: E402
 
@@ -22,24 +23,7 @@ from moesif_integrations.bottle import MoesifPlugin  # noqa: E402
 
 EXAMPLE_DIR = os.path.join(ROOT_DIR, "examples", "bottle")
 BOTTLE_013 = tuple(int(part) for part in bottle.__version__.split(".")[:2]) >= (0, 13)
-
-
-@pytest.fixture
-def base(collector: Any) -> Dict[str, Any]:
-    return {
-        "APPLICATION_ID": "bottle-app",
-        "BASE_URI": collector.url,
-        "EVENT_BATCH_TIMEOUT": 0.05,
-    }
-
-
-@pytest.fixture
-def plugins() -> Iterator[List[MoesifPlugin]]:
-    """Plugins a test made; their delivery is shut down afterwards."""
-    made: List[MoesifPlugin] = []
-    yield made
-    for plugin in made:
-        plugin.shutdown(timeout=2)
+APP_ID = "bottle-app"  # in the settings of the ``base`` fixture (conftest.py)
 
 
 def make_app() -> Any:
@@ -52,10 +36,8 @@ def make_app() -> Any:
     return app
 
 
-def install(app: Any, plugins: List[MoesifPlugin], settings: Any = None, **options: Any) -> Any:
-    plugin = MoesifPlugin(settings, **options)
-    plugins.append(plugin)
-    return app.install(plugin)
+def install(app: Any, settings: Any = None, **options: Any) -> Any:
+    return app.install(shut_down_after_test(MoesifPlugin(settings, **options)))
 
 
 def delivered(plugin: MoesifPlugin, collector: Any, count: int) -> List[Dict[str, Any]]:
@@ -71,10 +53,10 @@ def metadata_hook(app: Any, environ: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def test_not_found_and_method_not_allowed_are_recorded(
-    base: Dict[str, Any], plugins: List[MoesifPlugin], collector: Any
+    base: Dict[str, Any], collector: Any
 ) -> None:
     app = make_app()
-    plugin = install(app, plugins, base)
+    plugin = install(app, base)
     client = webtest.TestApp(app)
     missing = client.get("/no/such/route", expect_errors=True)
     wrong_method = client.post("/items/1", expect_errors=True)
@@ -85,14 +67,14 @@ def test_not_found_and_method_not_allowed_are_recorded(
     assert by_id[wrong_method.headers["X-Moesif-Transaction-Id"]]["response"]["status"] == 405
 
 
-def test_route_is_the_matched_rule(base: Dict[str, Any], plugins: List[MoesifPlugin]) -> None:
+def test_route_is_the_matched_rule(base: Dict[str, Any]) -> None:
     exchanges: Dict[str, Any] = {}
 
     def keep_exchange(app: Any, environ: Dict[str, Any]) -> None:
         exchanges[environ["PATH_INFO"]] = environ["moesif.exchange"]
 
     app = make_app()
-    install(app, plugins, base, GET_METADATA=keep_exchange)
+    install(app, base, GET_METADATA=keep_exchange)
     client = webtest.TestApp(app)
     client.get("/items/7")
     client.get("/nothing/here", expect_errors=True)
@@ -100,9 +82,7 @@ def test_route_is_the_matched_rule(base: Dict[str, Any], plugins: List[MoesifPlu
     assert exchanges["/nothing/here"].record.route is None
 
 
-def test_streamed_body_passes_through(
-    base: Dict[str, Any], plugins: List[MoesifPlugin], collector: Any
-) -> None:
+def test_streamed_body_passes_through(base: Dict[str, Any], collector: Any) -> None:
     produced: List[str] = []
     app = bottle.Bottle()
 
@@ -112,7 +92,7 @@ def test_streamed_body_passes_through(
             produced.append(f"line {n}\n")
             yield f"line {n}\n"  # text: Bottle encodes each chunk as it comes
 
-    plugin = install(app, plugins, base)
+    plugin = install(app, base)
     iterable = app(make_environ("GET", "/feed"), lambda *args: None)
     iterator = iter(iterable)
     assert next(iterator) == b"line 0\n"
@@ -125,7 +105,7 @@ def test_streamed_body_passes_through(
 
 
 def test_static_file_keeps_the_servers_file_wrapper(
-    base: Dict[str, Any], plugins: List[MoesifPlugin], collector: Any, tmp_path: Any
+    base: Dict[str, Any], collector: Any, tmp_path: Any
 ) -> None:
     (tmp_path / "report.csv").write_bytes(b"a,b\n1,2\n")
     app = bottle.Bottle()
@@ -134,7 +114,7 @@ def test_static_file_keeps_the_servers_file_wrapper(
     def files(name: str) -> Any:
         return bottle.static_file(name, root=str(tmp_path))
 
-    plugin = install(app, plugins, base)
+    plugin = install(app, base)
     environ = make_environ("GET", "/files/report.csv")
     environ["wsgi.file_wrapper"] = wsgiref.util.FileWrapper
     statuses: List[str] = []
@@ -146,9 +126,9 @@ def test_static_file_keeps_the_servers_file_wrapper(
     assert event["response"]["status"] == 200 and event["request"]["uri"].endswith("/report.csv")
 
 
-def test_skip_per_route(base: Dict[str, Any], plugins: List[MoesifPlugin], collector: Any) -> None:
+def test_skip_per_route(base: Dict[str, Any], collector: Any) -> None:
     app = make_app()
-    plugin = install(app, plugins, base)
+    plugin = install(app, base)
 
     @app.get("/by-name", skip=["moesif"])
     def by_name() -> str:
@@ -178,12 +158,11 @@ def test_skip_per_route(base: Dict[str, Any], plugins: List[MoesifPlugin], colle
 
 def test_route_config_turns_capture_off(
     base: Dict[str, Any],
-    plugins: List[MoesifPlugin],
     collector: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     app = make_app()
-    plugin = install(app, plugins, base)
+    plugin = install(app, base)
 
     @app.get("/off", moesif={"enabled": False})
     def off() -> str:
@@ -217,9 +196,7 @@ def test_route_config_turns_capture_off(
     assert len(warnings) == 1 and "/bad" in warnings[0] and "perhaps" in warnings[0]
 
 
-def test_mounted_app_is_recorded_by_the_parent(
-    base: Dict[str, Any], plugins: List[MoesifPlugin], collector: Any
-) -> None:
+def test_mounted_app_is_recorded_by_the_parent(base: Dict[str, Any], collector: Any) -> None:
     child = make_app()
 
     @child.get("/quiet", moesif={"enabled": False})
@@ -228,7 +205,7 @@ def test_mounted_app_is_recorded_by_the_parent(
 
     parent = bottle.Bottle()
     parent.mount("/child/", child)
-    plugin = install(parent, plugins, base)
+    plugin = install(parent, base)
     client = webtest.TestApp(parent)
     assert client.get("/child/items/4").json == {"id": "4"}
     assert client.get("/child/missing", expect_errors=True).status_int == 404
@@ -239,10 +216,10 @@ def test_mounted_app_is_recorded_by_the_parent(
 
 @pytest.mark.skipif(not BOTTLE_013, reason="Bottle 0.12 mounts apps as WSGI apps")
 def test_plugin_on_a_merged_child_app_warns(
-    base: Dict[str, Any], plugins: List[MoesifPlugin], caplog: pytest.LogCaptureFixture
+    base: Dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     child = make_app()
-    install(child, plugins, base)
+    install(child, base)
     parent = bottle.Bottle()
     parent.mount("/child/", child)  # 0.13 serves the child's routes from the parent
     with caplog.at_level(logging.WARNING, logger="moesif_integrations"):
@@ -251,11 +228,9 @@ def test_plugin_on_a_merged_child_app_warns(
 
 
 @pytest.mark.parametrize("how", ["uninstall", "app.close"])
-def test_close_flushes_and_unhooks(
-    how: str, base: Dict[str, Any], plugins: List[MoesifPlugin], collector: Any
-) -> None:
+def test_close_flushes_and_unhooks(how: str, base: Dict[str, Any], collector: Any) -> None:
     app = make_app()
-    plugin = install(app, plugins, base, EVENT_BATCH_TIMEOUT=60)
+    plugin = install(app, base, EVENT_BATCH_TIMEOUT=60)
     client = webtest.TestApp(app)
     client.get("/items/1")
     client.get("/items/2")
@@ -270,9 +245,7 @@ def test_close_flushes_and_unhooks(
     assert plugin.stats()["captured"] == 2
 
 
-def test_settings_from_app_config(
-    collector: Any, plugins: List[MoesifPlugin], tmp_path: Any
-) -> None:
+def test_settings_from_app_config(collector: Any, tmp_path: Any) -> None:
     ini = tmp_path / "app.ini"
     ini.write_text(
         "[moesif]\n"
@@ -285,7 +258,7 @@ def test_settings_from_app_config(
     )
     app = make_app()
     app.config.load_config(str(ini))
-    plugin = install(app, plugins)
+    plugin = install(app)
     assert plugin.settings.log_body is False
     webtest.TestApp(app).get("/items/5")
     (event,) = delivered(plugin, collector, 1)
@@ -295,12 +268,10 @@ def test_settings_from_app_config(
     assert [item.app_id for item in collector.stored("events")] == ["from-ini"]
 
 
-def test_constructor_overrides_app_config(
-    base: Dict[str, Any], plugins: List[MoesifPlugin], collector: Any
-) -> None:
+def test_constructor_overrides_app_config(base: Dict[str, Any], collector: Any) -> None:
     app = make_app()
     app.config.update({"moesif.api_version": "from-config", "moesif.log_body": "false"})
-    plugin = install(app, plugins, base, API_VERSION="from-constructor")
+    plugin = install(app, base, API_VERSION="from-constructor")
     webtest.TestApp(app).get("/items/5")
     (event,) = delivered(plugin, collector, 1)
     assert event["request"]["api_version"] == "from-constructor"
@@ -326,10 +297,10 @@ def test_settings_object_and_app_config_do_not_mix(base: Dict[str, Any]) -> None
 
 
 def test_config_changed_after_install_is_reported(
-    base: Dict[str, Any], plugins: List[MoesifPlugin], caplog: pytest.LogCaptureFixture
+    base: Dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     app = make_app()
-    install(app, plugins, base)
+    install(app, base)
     with caplog.at_level(logging.WARNING, logger="moesif_integrations"):
         app.config["moesif.log_body"] = "false"
         app.config["unrelated.key"] = "1"
@@ -337,12 +308,10 @@ def test_config_changed_after_install_is_reported(
     assert "moesif.log_body" in line and "before app.install()" in line
 
 
-def test_disabled_in_app_config_is_a_pass_through(
-    base: Dict[str, Any], plugins: List[MoesifPlugin], collector: Any
-) -> None:
+def test_disabled_in_app_config_is_a_pass_through(base: Dict[str, Any], collector: Any) -> None:
     app = make_app()
     app.config["moesif.enabled"] = "false"
-    plugin = install(app, plugins, base)
+    plugin = install(app, base)
     reply = webtest.TestApp(app).get("/items/1")
     assert reply.json == {"id": "1"} and "X-Moesif-Transaction-Id" not in reply.headers
     assert "wsgi" not in app.__dict__
@@ -350,12 +319,10 @@ def test_disabled_in_app_config_is_a_pass_through(
     assert collector.event_count() == 0
 
 
-def test_two_apps_with_their_own_settings(
-    base: Dict[str, Any], plugins: List[MoesifPlugin], collector: Any
-) -> None:
+def test_two_apps_with_their_own_settings(base: Dict[str, Any], collector: Any) -> None:
     first, second = make_app(), make_app()
-    first_plugin = install(first, plugins, base, APPLICATION_ID="app-one", API_VERSION="1")
-    second_plugin = install(second, plugins, base, APPLICATION_ID="app-two", API_VERSION="2")
+    first_plugin = install(first, base, APPLICATION_ID="app-one", API_VERSION="1")
+    second_plugin = install(second, base, APPLICATION_ID="app-two", API_VERSION="2")
     webtest.TestApp(first).get("/items/1")
     webtest.TestApp(second).get("/items/2")
     webtest.TestApp(second).get("/items/3")
@@ -375,18 +342,16 @@ def test_two_apps_with_their_own_settings(
     assert first_plugin.stats()["captured"] == 1 and second_plugin.stats()["captured"] == 2
 
 
-def test_one_plugin_per_app(base: Dict[str, Any], plugins: List[MoesifPlugin]) -> None:
+def test_one_plugin_per_app(base: Dict[str, Any]) -> None:
     first = make_app()
-    plugin = install(first, plugins, base)
+    plugin = install(first, base)
     with pytest.raises(bottle.PluginError, match="one app"):
         make_app().install(plugin)
     with pytest.raises(bottle.PluginError, match="already installed"):
         first.install(MoesifPlugin(base))
 
 
-def test_hooks_see_the_bottle_app_and_request(
-    base: Dict[str, Any], plugins: List[MoesifPlugin], collector: Any
-) -> None:
+def test_hooks_see_the_bottle_app_and_request(base: Dict[str, Any], collector: Any) -> None:
     seen: List[Any] = []
 
     def identify_user(app: Any, environ: Dict[str, Any], response_headers: Dict[str, str]) -> Any:
@@ -395,18 +360,16 @@ def test_hooks_see_the_bottle_app_and_request(
         return bottle.request.get_header("X-User")
 
     app = make_app()
-    plugin = install(app, plugins, base, IDENTIFY_USER=identify_user)
+    plugin = install(app, base, IDENTIFY_USER=identify_user)
     webtest.TestApp(app).get("/items/1", headers={"X-User": "ada"})
     (event,) = delivered(plugin, collector, 1)
     assert event["user_id"] == "ada"
     assert seen == [(app, "application/json")]
 
 
-def test_an_outer_capture_records_the_exchange_once(
-    base: Dict[str, Any], plugins: List[MoesifPlugin], collector: Any
-) -> None:
+def test_an_outer_capture_records_the_exchange_once(base: Dict[str, Any], collector: Any) -> None:
     app = make_app()
-    plugin = install(app, plugins, base)
+    plugin = install(app, base)
     outer = MoesifMiddleware(app, base)
     try:
         reply = webtest.TestApp(outer).get("/items/1")
@@ -419,9 +382,7 @@ def test_an_outer_capture_records_the_exchange_once(
         outer.shutdown(timeout=2)
 
 
-def test_unhandled_exception_without_catchall(
-    base: Dict[str, Any], plugins: List[MoesifPlugin], collector: Any
-) -> None:
+def test_unhandled_exception_without_catchall(base: Dict[str, Any], collector: Any) -> None:
     app = make_app()
     app.config["catchall"] = False
 
@@ -429,7 +390,7 @@ def test_unhandled_exception_without_catchall(
     def boom() -> None:
         raise RuntimeError("view failed")
 
-    plugin = install(app, plugins, base)
+    plugin = install(app, base)
     with pytest.raises(RuntimeError, match="view failed"):
         webtest.TestApp(app).get("/boom")
     (event,) = delivered(plugin, collector, 1)

@@ -23,6 +23,7 @@ import falcon.asgi  # noqa: E402
 import falcon.testing  # noqa: E402
 import requests  # noqa: E402
 from asgi_client import call_asgi  # noqa: E402
+from harness import shut_down_after_test  # noqa: E402
 from servers import ROOT_DIR, serve  # noqa: E402
 
 from moesif_integrations.core.capture.tees import InputTee  # noqa: E402
@@ -32,32 +33,11 @@ from moesif_integrations.falcon.request import begin_asgi  # noqa: E402
 
 EXAMPLE_DIR = os.path.join(ROOT_DIR, "examples", "falcon")
 FLAVOURS = ["wsgi", "asgi"]
-
-_made: List[MoesifMiddleware] = []
-
-
-@pytest.fixture(autouse=True)
-def shutdown_middleware() -> Iterator[None]:
-    """Stops the sender threads of every middleware a test made."""
-    yield
-    for middleware in _made:
-        middleware.shutdown(timeout=2)
-    _made.clear()
-
-
-@pytest.fixture
-def base(collector: Any) -> Dict[str, Any]:
-    return {
-        "APPLICATION_ID": "falcon-test-app",
-        "BASE_URI": collector.url,
-        "EVENT_BATCH_TIMEOUT": 0.05,
-    }
+APP_ID = "falcon-test-app"  # in the settings of the ``base`` fixture (conftest.py)
 
 
 def moesif(settings: Dict[str, Any], **options: Any) -> MoesifMiddleware:
-    middleware = MoesifMiddleware(settings, **options)
-    _made.append(middleware)
-    return middleware
+    return shut_down_after_test(MoesifMiddleware(settings, **options))
 
 
 def make_app(flavour: str, middleware: List[Any], routes: Dict[str, Any]) -> Any:

@@ -12,36 +12,14 @@ import pytest
 
 flask = pytest.importorskip("flask")
 
+from harness import shut_down_after_test  # noqa: E402
 from servers import ROOT_DIR, serve  # noqa: E402
 
 from moesif_integrations.core.config.schema import ConfigurationError, Settings  # noqa: E402
 from moesif_integrations.flask import Moesif, MoesifApp  # noqa: E402
 
 EXAMPLE_DIR = os.path.join(ROOT_DIR, "examples", "flask")
-
-
-_apps_made: List[Any] = []
-
-
-@pytest.fixture(autouse=True)
-def shutdown_apps() -> Iterator[None]:
-    """Stops the sender threads of every app a test set up."""
-    yield
-    for app in _apps_made:
-        integration = app.extensions.get("moesif")
-        if integration is not None:
-            integration.shutdown(timeout=2)
-    _apps_made.clear()
-
-
-@pytest.fixture
-def base(collector: Any) -> Dict[str, Any]:
-    """Settings every test needs, pointing at the collector."""
-    return {
-        "APPLICATION_ID": "flask-test-app",
-        "BASE_URI": collector.url,
-        "EVENT_BATCH_TIMEOUT": 0.05,
-    }
+APP_ID = "flask-test-app"  # in the settings of the ``base`` fixture (conftest.py)
 
 
 def deliver(integration: Any, collector: Any, count: int = 1) -> List[Dict[str, Any]]:
@@ -57,7 +35,8 @@ def get(app: Any, path: str, **kwargs: Any) -> Any:
 def make_app(name: str = "api", **config: Any) -> Any:
     app = flask.Flask(name)
     app.config.update(config)
-    _apps_made.append(app)
+    # The extension may be attached to the app later in the test.
+    shut_down_after_test(lambda: app.extensions.get("moesif"))
 
     @app.get("/items/<item_id>")
     def get_item(item_id: str) -> Any:

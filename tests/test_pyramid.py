@@ -9,13 +9,14 @@ import os
 import sys
 import textwrap
 import uuid
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 
 pytest.importorskip("pyramid")
 webtest = pytest.importorskip("webtest")
 
+from harness import collector_settings, shut_down_after_test  # noqa: E402
 from harness_pyramid import pyramid_settings  # noqa: E402
 from pyramid.config import Configurator  # noqa: E402
 from pyramid.exceptions import ConfigurationError as PyramidConfigurationError  # noqa: E402
@@ -131,24 +132,17 @@ def build_app(
 
     config.add_exception_view(conflict_view, context=ConflictError, renderer="json")
     config.add_exception_view(value_error_view, context=ValueError, renderer="json")
-    return config.make_wsgi_app()
+    return registered_for_shutdown(config.make_wsgi_app())
 
 
 def options(collector: Any, **extra: Any) -> Dict[str, Any]:
-    values = {"APPLICATION_ID": APP_ID, "BASE_URI": collector.url, "EVENT_BATCH_TIMEOUT": 0.05}
-    values.update(extra)
-    return pyramid_settings(values)
+    return pyramid_settings(collector_settings(collector.url, APP_ID, **extra))
 
 
-@pytest.fixture
-def made() -> Iterator[List[Any]]:
-    """Apps built by a test; their integrations are shut down afterwards."""
-    apps: List[Any] = []
-    yield apps
-    for app in apps:
-        moesif = app.registry.get("moesif")
-        if moesif is not None:
-            moesif.shutdown(timeout=2)
+def registered_for_shutdown(app: Any) -> Any:
+    """The app, its integration (if it has one by then) to be shut down when the test ends."""
+    shut_down_after_test(lambda: app.registry.get("moesif"))
+    return app
 
 
 def events_of(app: Any, collector: Any, count: int) -> List[Dict[str, Any]]:
@@ -169,7 +163,7 @@ def moesif_warnings(caplog: Any) -> List[str]:
 # ---------------------------------------------------------------------------- settings
 
 
-def test_ini_settings_through_paster(tmp_path: Any, collector: Any, made: List[Any]) -> None:
+def test_ini_settings_through_paster(tmp_path: Any, collector: Any) -> None:
     ini = tmp_path / "app.ini"
     ini.write_text(
         textwrap.dedent(
@@ -190,7 +184,6 @@ def test_ini_settings_through_paster(tmp_path: Any, collector: Any, made: List[A
         )
     )
     app = get_app(str(ini), "main")
-    made.append(app)
     settings = app.registry["moesif"].settings
     assert settings.log_body is False and settings.capture_outgoing_requests is False
     assert settings.event_batch_timeout == 0.05 and settings.batch_size == 20
@@ -205,19 +198,17 @@ def test_ini_settings_through_paster(tmp_path: Any, collector: Any, made: List[A
     assert "s3cr3t-value" not in json.dumps(event)
 
 
-def test_settings_may_be_python_objects(collector: Any, made: List[Any]) -> None:
+def test_settings_may_be_python_objects(collector: Any) -> None:
     app = build_app(
         options(collector, LOG_BODY=False, IDENTIFY_USER=user_from_header, BATCH_SIZE=7)
     )
-    made.append(app)
     settings = app.registry["moesif"].settings
     assert settings.log_body is False and settings.batch_size == 7
     assert settings.identify_user is user_from_header
 
 
-def test_pyramid_boolean_words(collector: Any, made: List[Any]) -> None:
+def test_pyramid_boolean_words(collector: Any) -> None:
     app = build_app(options(collector, DISABLED_TRANSACTION_ID="t", LOG_BODY="N"))
-    made.append(app)
     settings = app.registry["moesif"].settings
     assert settings.disabled_transaction_id is True and settings.log_body is False
     result = call(app, "GET", "/items/1")
@@ -225,11 +216,8 @@ def test_pyramid_boolean_words(collector: Any, made: List[Any]) -> None:
     assert result.header("Content-Length") == str(len(result.body))
 
 
-def test_relative_dotted_name_is_relative_to_the_app_package(
-    collector: Any, made: List[Any]
-) -> None:
+def test_relative_dotted_name_is_relative_to_the_app_package(collector: Any) -> None:
     app = build_app(options(collector, IDENTIFY_USER=".user_from_header"), package=THIS_MODULE)
-    made.append(app)
     assert app.registry["moesif"].settings.identify_user is user_from_header
 
 
@@ -255,11 +243,10 @@ def test_bad_settings_fail_at_include_naming_each_key() -> None:
     assert "very-secret-application-id" not in message
 
 
-def test_application_id_is_required_unless_disabled(made: List[Any]) -> None:
+def test_application_id_is_required_unless_disabled() -> None:
     with pytest.raises(MoesifConfigurationError, match="APPLICATION_ID is required"):
         build_app({})
     app = build_app({"moesif.enabled": "false"})
-    made.append(app)
     moesif = app.registry["moesif"]
     assert isinstance(moesif, Moesif) and moesif.pipeline is None
     response = webtest.TestApp(app).get("/items/1")
@@ -270,14 +257,11 @@ def test_application_id_is_required_unless_disabled(made: List[Any]) -> None:
 # ---------------------------------------------------------------------------- the tween
 
 
-def test_explicit_tween_list_without_the_tween_warns_once(
-    collector: Any, made: List[Any], caplog: Any
-) -> None:
+def test_explicit_tween_list_without_the_tween_warns_once(collector: Any, caplog: Any) -> None:
     caplog.set_level(logging.WARNING, logger="moesif_integrations")
     settings = options(collector)
     settings["pyramid.tweens"] = "pyramid.tweens.excview_tween_factory"
     app = build_app(settings)
-    made.append(app)
     client = webtest.TestApp(app)
     for index in range(3):
         assert client.get(f"/items/{index}").json == {"id": str(index)}
@@ -287,29 +271,26 @@ def test_explicit_tween_list_without_the_tween_warns_once(
     assert collector.event_count() == 0
 
 
-def test_explicit_tween_list_with_the_tween(collector: Any, made: List[Any], caplog: Any) -> None:
+def test_explicit_tween_list_with_the_tween(collector: Any, caplog: Any) -> None:
     caplog.set_level(logging.WARNING, logger="moesif_integrations")
     settings = options(collector)
     settings["pyramid.tweens"] = (
         "moesif_integrations.pyramid.tween_factory\npyramid.tweens.excview_tween_factory"
     )
     app = build_app(settings)
-    made.append(app)
     assert webtest.TestApp(app).get("/conflict", status=409).json == {"error": "conflict"}
     (event,) = events_of(app, collector, 1)
     assert event["response"]["status"] == 409
     assert moesif_warnings(caplog) == []
 
 
-def test_tween_listed_under_excview_is_reported(
-    collector: Any, made: List[Any], caplog: Any
-) -> None:
+def test_tween_listed_under_excview_is_reported(collector: Any, caplog: Any) -> None:
     caplog.set_level(logging.WARNING, logger="moesif_integrations")
     settings = options(collector)
     settings["pyramid.tweens"] = (
         "pyramid.tweens.excview_tween_factory\nmoesif_integrations.pyramid.tween_factory"
     )
-    made.append(build_app(settings))
+    build_app(settings)
     (warning,) = moesif_warnings(caplog)
     assert "under pyramid.tweens.excview_tween_factory" in warning
 
@@ -321,9 +302,8 @@ def test_tween_without_the_include_is_a_configuration_error(collector: Any) -> N
         build_app(settings, include=False)
 
 
-def test_exception_views_keep_their_real_status(collector: Any, made: List[Any]) -> None:
+def test_exception_views_keep_their_real_status(collector: Any) -> None:
     app = build_app(options(collector))
-    made.append(app)
     client = webtest.TestApp(app)
     assert client.get("/missing", status=404).json == {"error": "no such thing"}
     assert client.get("/conflict", status=409).json == {"error": "conflict"}
@@ -341,13 +321,10 @@ def test_exception_views_keep_their_real_status(collector: Any, made: List[Any])
     assert events["route"]["response"]["status"] == 404
 
 
-def test_responses_are_unchanged_but_for_the_transaction_header(
-    collector: Any, made: List[Any]
-) -> None:
+def test_responses_are_unchanged_but_for_the_transaction_header(collector: Any) -> None:
     # Called the way a server calls it: WebTest would fill in a missing Content-Length.
     plain = build_app({}, include=False)
     app = build_app(options(collector))
-    made.append(app)
     requests = [
         ("GET", "/items/7", {}),
         ("GET", "/forbidden", {"Accept": "text/html"}),
@@ -376,9 +353,7 @@ class FrozenResponse(Response):  # type: ignore[misc]
         return self._app_iter
 
 
-def test_a_response_the_tween_cannot_wrap_goes_out_untouched(
-    collector: Any, made: List[Any]
-) -> None:
+def test_a_response_the_tween_cannot_wrap_goes_out_untouched(collector: Any) -> None:
     def frozen_view(request: Any) -> Any:
         return FrozenResponse(b"frozen", content_type="text/plain")
 
@@ -386,8 +361,7 @@ def test_a_response_the_tween_cannot_wrap_goes_out_untouched(
     config.include("moesif_integrations.pyramid")
     config.add_route("frozen", "/frozen")
     config.add_view(frozen_view, route_name="frozen")
-    app = config.make_wsgi_app()
-    made.append(app)
+    app = registered_for_shutdown(config.make_wsgi_app())
     result = call(app, "GET", "/frozen")
     assert result.status_code == 200 and result.body == b"frozen"
     (event,) = events_of(app, collector, 1)
@@ -395,9 +369,8 @@ def test_a_response_the_tween_cannot_wrap_goes_out_untouched(
     assert app.registry["moesif"].stats()["capture_errors"] == 1
 
 
-def test_conditional_responses_are_left_to_webob(collector: Any, made: List[Any]) -> None:
+def test_conditional_responses_are_left_to_webob(collector: Any) -> None:
     app = build_app(options(collector))
-    made.append(app)
     client = webtest.TestApp(app)
     replies = [
         client.get("/file", status=200),
@@ -415,9 +388,8 @@ def test_conditional_responses_are_left_to_webob(collector: Any, made: List[Any]
     assert partial["response"].get("body") is None
 
 
-def test_request_bodies_read_by_webob_or_not_at_all(collector: Any, made: List[Any]) -> None:
+def test_request_bodies_read_by_webob_or_not_at_all(collector: Any) -> None:
     app = build_app(options(collector))
-    made.append(app)
     client = webtest.TestApp(app)
     big = {"data": "y" * 50_000}  # over WebOb's 10 KB limit: it spools to a temporary file
     assert client.post_json("/echo", big).json == {"size": 50_000}
@@ -430,9 +402,8 @@ def test_request_bodies_read_by_webob_or_not_at_all(collector: Any, made: List[A
 # ---------------------------------------------------------------------------- identity
 
 
-def test_authenticated_userid_is_the_user(collector: Any, made: List[Any]) -> None:
+def test_authenticated_userid_is_the_user(collector: Any) -> None:
     app = build_app(options(collector), policy=HeaderPolicy())
-    made.append(app)
     client = webtest.TestApp(app)
     client.get("/private/1", headers={"X-User": "policy-user"})
     client.get("/private/2", status=403)
@@ -449,37 +420,32 @@ class BrokenPolicy(HeaderPolicy):
         return True
 
 
-def test_a_policy_that_raises_never_breaks_the_request(collector: Any, made: List[Any]) -> None:
+def test_a_policy_that_raises_never_breaks_the_request(collector: Any) -> None:
     app = build_app(options(collector), policy=BrokenPolicy())
-    made.append(app)
     assert webtest.TestApp(app).get("/items/5").json == {"id": "5"}
     (event,) = events_of(app, collector, 1)
     assert event["user_id"] is None and event["response"]["status"] == 200
     assert app.registry["moesif"].stats()["hook_errors"] == 1
 
 
-def test_identify_user_hook_wins_over_the_policy(collector: Any, made: List[Any]) -> None:
+def test_identify_user_hook_wins_over_the_policy(collector: Any) -> None:
     def identify(app: Any, environ: Dict[str, Any], response_headers: Any) -> str:
         return "hook-user"
 
     app = build_app(options(collector, IDENTIFY_USER=identify), policy=HeaderPolicy())
-    made.append(app)
     webtest.TestApp(app).get("/private/1", headers={"X-User": "policy-user"})
     (event,) = events_of(app, collector, 1)
     assert event["user_id"] == "hook-user"
 
 
-def test_authorization_header_when_no_policy_knows_the_user(
-    collector: Any, made: List[Any]
-) -> None:
+def test_authorization_header_when_no_policy_knows_the_user(collector: Any) -> None:
     app = build_app(options(collector))
-    made.append(app)
     webtest.TestApp(app).get("/items/1", headers={"Authorization": "Basic YWRhOnB3"})  # ada:pw
     (event,) = events_of(app, collector, 1)
     assert event["user_id"] == "ada"
 
 
-def test_hooks_get_the_registry_and_the_pyramid_request(collector: Any, made: List[Any]) -> None:
+def test_hooks_get_the_registry_and_the_pyramid_request(collector: Any) -> None:
     seen: List[Any] = []
 
     def metadata(app: Any, environ: Dict[str, Any]) -> Dict[str, Any]:
@@ -488,7 +454,6 @@ def test_hooks_get_the_registry_and_the_pyramid_request(collector: Any, made: Li
         return {"item": request.matchdict["id"], "route": request.matched_route.name}
 
     app = build_app(options(collector, GET_METADATA=metadata))
-    made.append(app)
     webtest.TestApp(app).get("/items/42")
     (event,) = events_of(app, collector, 1)
     assert event["metadata"] == {"item": "42", "route": "item"}
@@ -497,14 +462,13 @@ def test_hooks_get_the_registry_and_the_pyramid_request(collector: Any, made: Li
     assert "moesif.request" not in environ  # dropped when the tween is done: no cycle kept
 
 
-def test_the_route_is_the_matched_pattern(collector: Any, made: List[Any]) -> None:
+def test_the_route_is_the_matched_pattern(collector: Any) -> None:
     exchanges: List[Any] = []
 
     def keep_exchange(app: Any, environ: Dict[str, Any]) -> None:
         exchanges.append(environ["moesif.exchange"])  # the request in flight
 
     app = build_app(options(collector, GET_METADATA=keep_exchange))
-    made.append(app)
     client = webtest.TestApp(app)
     client.get("/items/9")
     client.get("/nowhere", status=404)

@@ -1,4 +1,4 @@
-"""A local Moesif collector: a real HTTP server speaking the collector API (PROTOCOL.md).
+"""A local Moesif collector: a real HTTP server speaking the collector API (docs/protocol.md).
 
 For development, the demo, the benchmarks and the tests. Standard library only. Run it with
 ``python -m moesif_integrations.collector`` or drive it in-process through ``Collector``.

@@ -8,7 +8,8 @@ from typing import Any, Dict, List, Tuple
 
 from moesif_integrations.core import json_backend
 
-# Fields the collector insists on, per kind (PROTOCOL.md). Dotted names are nested.
+# Fields the collector insists on, per kind (docs/protocol.md, "The event" and "Users,
+# companies, subscriptions, actions"). Dotted names are nested.
 REQUIRED_FIELDS: Dict[str, Tuple[str, ...]] = {
     "events": ("request", "request.time", "request.uri", "request.verb"),
     "users": ("user_id",),

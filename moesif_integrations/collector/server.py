@@ -17,7 +17,7 @@ from moesif_integrations.collector.handler import (
 )
 from moesif_integrations.collector.storage import Storage, StoredItem
 
-# The hosted API's limit per /v1/events/batch (PROTOCOL.md).
+# The hosted API's limit per /v1/events/batch (docs/protocol.md, "Transport").
 DEFAULT_MAX_BODY_BYTES = 50 * 1024 * 1024
 _POLL_SECONDS = 0.02
 
@@ -28,7 +28,7 @@ class Collector:
     ``application_ids`` is the set of accepted ids (None accepts any non-empty id). ``config``
     and ``rules`` (or ``config_path`` / ``rules_path``, JSON files re-read when they change) are
     what ``GET /v1/config`` and ``GET /v1/rules`` serve. ``validate`` rejects items that lack
-    the fields the hosted collector requires (PROTOCOL.md) with a 400.
+    the fields the hosted collector requires (docs/protocol.md) with a 400.
 
     After ``stop()`` the stored items stay readable; ``close()`` also releases the database.
     """

@@ -72,7 +72,8 @@ class _Queued:
 class ProfileClient:
     """Sends users, companies, subscriptions and actions to the collector.
 
-    Every method takes dicts (PROTOCOL.md field names), moesifapi model objects or JSON text.
+    Every method takes dicts (field names as in docs/protocol.md, "Users, companies,
+    subscriptions, actions"), moesifapi model objects or JSON text.
     A missing required field raises ValueError naming it, and nothing of that call is sent.
     Without ``sync`` a call returns True when queued and False when the queue was full (counted
     as ``profiles_dropped``); with ``sync=True`` it returns True when the collector accepted

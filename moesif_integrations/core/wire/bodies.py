@@ -1,4 +1,5 @@
-"""Captured body bytes -> the event's ``body`` and ``transfer_encoding`` (PROTOCOL.md).
+"""Captured body bytes -> the event's ``body`` and ``transfer_encoding`` (docs/protocol.md,
+"Bodies").
 
 A JSON body goes as its parsed value (``"json"``), anything else as base64 (``"base64"``). A
 body larger than the capture limit goes as a small marker object, never as a cut document.

@@ -1,4 +1,4 @@
-"""Raw exchange record -> wire event (PROTOCOL.md, "The event"). Runs on the worker threads.
+"""Raw exchange record -> wire event (docs/protocol.md, "The event"), on the worker threads.
 
 The order matters: identity is read from the headers as received, then bodies are encoded
 and body masks applied, then header masks, then the user's MASK_EVENT_MODEL sees the result.

@@ -1,9 +1,10 @@
 """Users, companies, subscriptions and actions: what callers pass -> checked wire JSON objects.
 
-Callers hand over dicts with PROTOCOL.md field names, moesifapi model objects (anything with a
-``to_dictionary()`` method), or JSON text of an object, as moesifapi accepted. A missing required
-field is the caller's programming error and raises ValueError at once; everything else about
-delivery is the sender's business.
+Callers hand over dicts with the field names of docs/protocol.md ("Users, companies,
+subscriptions, actions"), moesifapi model objects (anything with a ``to_dictionary()`` method),
+or JSON text of an object, as moesifapi accepted. A missing required field is the caller's
+programming error and raises ValueError at once; everything else about delivery is the sender's
+business.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def wire_item(kind: ProfileKind, item: Any, where: str = "") -> Dict[str, Any]:
     e.g. ``"users[3]: "`` for an item of a batch.
 
     Datetimes and dates stay as they are here; the serialiser writes them as ISO 8601 strings.
-    Top-level and campaign fields set to None are left out ("unset"), as PROTOCOL.md allows, so
-    an update never sends an explicit null for a field the caller did not set on a model object.
+    Top-level and campaign fields set to None are left out ("unset"), as docs/protocol.md allows,
+    so an update never sends an explicit null for a field the caller did not set on a model
+    object.
     """
     fields = _as_dict(kind, item, where)
     result = {str(key): _plain(value) for key, value in fields.items() if value is not None}
