@@ -36,6 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="accepted application id (repeatable; default: any non-empty id)",
     )
+    parser.add_argument(
+        "--allow-host",
+        dest="allowed_hosts",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=(
+            "also answer requests whose Host header is NAME (any port) or NAME:PORT, for a "
+            "collector reached through a name of its own; repeatable (default: only localhost, "
+            "127.0.0.1, [::1] and the --host address, with the collector's port)"
+        ),
+    )
     parser.add_argument("--config", help="JSON file served at /v1/config, re-read on change")
     parser.add_argument("--rules", help="JSON file served at /v1/rules, re-read on change")
     parser.add_argument("--fail", type=int, metavar="STATUS", help="answer STATUS to every POST")
@@ -64,6 +76,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             config_path=args.config,
             rules_path=args.rules,
             verbose=args.verbose,
+            allowed_hosts=args.allowed_hosts,
         )
         if args.fail is not None:
             collector.fail(args.fail, retry_after=args.retry_after)
