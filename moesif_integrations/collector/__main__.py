@@ -1,4 +1,6 @@
-"""``python -m moesif_integrations.collector`` (also the ``moesif-collector`` script)."""
+"""``python -m moesif_integrations.collector`` (also the ``moesif-collector`` script): runs the
+collector; ``... tail`` follows the events a running one stores and ``... counts`` prints its
+counters."""
 
 from __future__ import annotations
 
@@ -23,7 +25,11 @@ def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moesif-collector",
-        description="A local Moesif collector: stores the events it receives in SQLite.",
+        description=(
+            "A local Moesif collector: stores the events it receives in SQLite and shows them "
+            "in its inspector at its URL. 'moesif-collector tail' follows the events a running "
+            "collector stores; 'moesif-collector counts' prints its counters."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
@@ -60,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["tail"], ["counts"]):
+        from moesif_integrations.collector.follow import main as follow_main
+
+        return follow_main(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     if args.retry_after is not None and args.fail is None:
         print("moesif-collector: --retry-after needs --fail", file=sys.stderr)
@@ -90,6 +101,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         print(f"Moesif local collector listening on {collector.url}", flush=True)
+        print(f"  inspector: {collector.url}/  (events as they arrive)", flush=True)
         while True:
             time.sleep(3600)
     except (KeyboardInterrupt, _SigtermError):
