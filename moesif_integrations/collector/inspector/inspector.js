@@ -44,6 +44,7 @@
     beforeStack: [], // the "before" ids of the pages left behind by "older"
     before: null, // null: the newest page, which live mode keeps up to date
     selected: null,
+    loading: false, // a page is being loaded: live polls wait for it
     seq: 0, // answers to an older request than the latest are dropped
   };
 
@@ -144,6 +145,7 @@
 
   async function loadPage() {
     const seq = ++state.seq;
+    state.loading = true;
     const params = filterParams();
     params.set("limit", PAGE);
     if (state.before !== null) params.set("before", state.before);
@@ -155,12 +157,15 @@
       renderRows();
     } catch (error) {
       setStatus("collector unreachable", true);
+    } finally {
+      if (seq === state.seq) state.loading = false;
     }
   }
 
   // Live mode, on the newest page only: asks for what arrived after the newest row shown.
   async function poll() {
     if (!$("live").checked || state.before !== null || state.tab === "counters") return;
+    if (state.loading) return; // the page being loaded will be the base of the next poll
     const seq = state.seq;
     const params = filterParams();
     params.set("limit", PAGE);
@@ -168,7 +173,15 @@
     params.set("after", newest);
     try {
       const page = await getJSON("/_collector/page?" + params);
-      if (seq !== state.seq) return;
+      if (seq !== state.seq || state.loading) return;
+      // Only what is newer than the rows shown now (another poll may have added some).
+      const shown = state.rows.length ? state.rows[0].id : 0;
+      page.items = page.items.filter((row) => row.id > shown);
+      if (!page.items.length) {
+        // Nothing new: leave the rows alone (a click or a selection is not interrupted).
+        if (page.total !== state.total) { state.total = page.total; renderRows(); }
+        return;
+      }
       state.total = page.total;
       if (page.items.length >= PAGE) {
         state.rows = page.items; // more arrived than a page holds: show the newest page
