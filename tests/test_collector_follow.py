@@ -7,7 +7,7 @@ import subprocess
 import sys
 from typing import Any, Dict, List
 
-from servers import ROOT_DIR, free_port, http_request
+from servers import ROOT_DIR, free_port, post_json
 
 from moesif_integrations.collector import Collector
 
@@ -21,14 +21,7 @@ def event(path: str, status: int, user: str) -> Dict[str, Any]:
 
 
 def post(collector: Collector, events: List[Dict[str, Any]], app_id: str = "app-a") -> None:
-    reply = http_request(
-        collector.port,
-        "POST",
-        "/v1/events/batch",
-        json.dumps(events).encode(),
-        {"Content-Type": "application/json", "X-Moesif-Application-Id": app_id},
-    )
-    assert reply.status == 201
+    assert post_json(collector.port, "/v1/events/batch", events, app_id).status == 201
 
 
 def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

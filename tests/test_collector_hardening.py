@@ -13,7 +13,7 @@ import textwrap
 from typing import Any, Dict, List, Optional
 
 import pytest
-from servers import ROOT_DIR, http_request, raw_exchange
+from servers import ROOT_DIR, http_request, post_json, raw_exchange
 
 from moesif_integrations.collector import Collector
 from moesif_integrations.collector.__main__ import build_parser
@@ -30,14 +30,7 @@ def event(path: str = "/items", status: int = 200, **fields: Any) -> Dict[str, A
 
 
 def post_events(collector: Collector, events: List[Dict[str, Any]]) -> int:
-    reply = http_request(
-        collector.port,
-        "POST",
-        "/v1/events/batch",
-        json.dumps(events).encode(),
-        {"Content-Type": "application/json", "X-Moesif-Application-Id": APP_ID},
-    )
-    return reply.status
+    return post_json(collector.port, "/v1/events/batch", events, APP_ID).status
 
 
 def raw(

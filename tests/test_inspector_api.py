@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Dict, List
 
-from servers import http_request
+from servers import http_request, post_json
 
 from moesif_integrations.collector import Collector
 from moesif_integrations.collector.summary import event_line
@@ -36,13 +36,7 @@ def event(path: str, status: int, user: Any = None, **fields: Any) -> Dict[str, 
 
 
 def post(collector: Collector, path: str, items: Any, app_id: str = APP_ID) -> None:
-    reply = http_request(
-        collector.port,
-        "POST",
-        path,
-        json.dumps(items).encode(),
-        {"Content-Type": "application/json", "X-Moesif-Application-Id": app_id},
-    )
+    reply = post_json(collector.port, path, items, app_id)
     assert reply.status == 201, reply.body
 
 

@@ -25,7 +25,13 @@ from servers import ROOT_DIR, http_request
 
 from moesif_integrations import MoesifMiddleware
 from moesif_integrations.collector import Collector
-from moesif_integrations.demo import CREDENTIALS, DEMO_REQUESTS, demo_app, identify_user
+from moesif_integrations.demo import (
+    CREDENTIALS,
+    DEMO_REQUESTS,
+    demo_app,
+    identify_user,
+    send_request,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -165,18 +171,7 @@ def shot(browser: Any, name: str) -> Path:
 def send_demo_traffic(app_url: str) -> None:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     for request in DEMO_REQUESTS:
-        outgoing = urllib.request.Request(
-            app_url + request.path,
-            data=request.body,
-            headers=request.headers,
-            method=request.method,
-        )
-        try:
-            with opener.open(outgoing, timeout=10) as answer:
-                answer.read()
-        except urllib.error.HTTPError as error:
-            with error:
-                error.read()
+        send_request(opener, app_url, request)
 
 
 def test_the_inspector_shows_filters_and_opens_events(

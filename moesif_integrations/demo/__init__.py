@@ -29,7 +29,15 @@ from ..collector import Collector
 from ..collector.summary import body_kind, duration_ms, path_of
 from ..wsgi import MoesifMiddleware
 
-__all__ = ["CREDENTIALS", "DemoRequest", "DEMO_REQUESTS", "demo_app", "run_demo", "format_table"]
+__all__ = [
+    "CREDENTIALS",
+    "DemoRequest",
+    "DEMO_REQUESTS",
+    "demo_app",
+    "run_demo",
+    "format_table",
+    "send_request",
+]
 
 StartResponse = Callable[..., Any]
 
@@ -199,7 +207,10 @@ class Answer:
     transaction_id: Optional[str]
 
 
-def _send(opener: urllib.request.OpenerDirector, base_url: str, request: DemoRequest) -> Answer:
+def send_request(
+    opener: urllib.request.OpenerDirector, base_url: str, request: DemoRequest
+) -> Answer:
+    """Sends one request; its status and the transaction id header of the answer."""
     outgoing = urllib.request.Request(
         base_url + request.path,
         data=request.body,
@@ -425,7 +436,7 @@ def run_demo(
         # Loopback only: a proxy from the environment must not see these requests.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         started = time.monotonic()
-        answers = {request: _send(opener, served.url, request) for request in DEMO_REQUESTS}
+        answers = {request: send_request(opener, served.url, request) for request in DEMO_REQUESTS}
         handled = served.server.wait_handled(len(DEMO_REQUESTS), timeout=10)
         delivered = middleware.flush(timeout=10)
         events = collector.events(since_id)

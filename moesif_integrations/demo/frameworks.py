@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 from ..collector import Collector
 from ..collector.summary import body_kind, duration_ms, path_of
-from . import format_table
+from . import DemoRequest, format_table, send_request
 
 # Where the example apps are: a source checkout (``pip install -e .``) has them.
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
@@ -54,6 +53,7 @@ class Example:
     resource: str  # its collection, e.g. /items
     new_item: Dict[str, Any]  # a valid body for POST <resource>
     auth: Callable[[str], Dict[str, str]]
+    anonymous_status: int = 401  # its answer to a POST without credentials
 
 
 EXAMPLES: Tuple[Example, ...] = (
@@ -61,8 +61,9 @@ EXAMPLES: Tuple[Example, ...] = (
     Example(
         "bottle", "bottle", "app:app", ("bottle",), False, "/items", {"name": "bolt"}, _api_key
     ),
+    # Pyramid's security policy forbids (403) what needs a permission the caller lacks.
     Example(
-        "pyramid", "pyramid", "app:app", ("pyramid",), False, "/notes", {"text": "hi"}, _bearer
+        "pyramid", "pyramid", "app:app", ("pyramid",), False, "/notes", {"text": "hi"}, _bearer, 403
     ),
     Example(
         "falcon", "falcon", "app:app", ("falcon",), False, "/books", {"title": "Sketch"}, _api_key
@@ -81,26 +82,28 @@ EXAMPLES: Tuple[Example, ...] = (
 NAMES = tuple(example.name for example in EXAMPLES)
 
 
-@dataclass(frozen=True)
-class Call:
-    label: str
-    method: str
-    path: str
-    body: Optional[Dict[str, Any]]
-    key: Optional[str]
-
-
-def calls_for(example: Example) -> List[Call]:
+def calls_for(example: Example) -> List[DemoRequest]:
     """The same traffic for every framework: list, create, read, not found, bad input, no
     credentials."""
     resource = example.resource
+
+    def call(
+        label: str, method: str, path: str, status: int, body: Any, key: Optional[str]
+    ) -> DemoRequest:
+        headers = example.auth(key) if key else {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        return DemoRequest(label, method, path, status, data, headers)
+
     return [
-        Call("list", "GET", resource, None, API_KEYS[0]),
-        Call("create", "POST", resource, example.new_item, API_KEYS[0]),
-        Call("read one", "GET", f"{resource}/1", None, API_KEYS[1]),
-        Call("not found", "GET", f"{resource}/999", None, API_KEYS[1]),
-        Call("bad input", "POST", resource, {"unexpected": True}, API_KEYS[0]),
-        Call("no credentials", "POST", resource, example.new_item, None),
+        call("list", "GET", resource, 200, None, API_KEYS[0]),
+        call("create", "POST", resource, 201, example.new_item, API_KEYS[0]),
+        call("read one", "GET", f"{resource}/1", 200, None, API_KEYS[1]),
+        call("not found", "GET", f"{resource}/999", 404, None, API_KEYS[1]),
+        call("bad input", "POST", resource, 400, {"unexpected": True}, API_KEYS[0]),
+        call("no credentials", "POST", resource, example.anonymous_status, example.new_item, None),
     ]
 
 
@@ -130,26 +133,8 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float) 
     return False
 
 
+# Loopback only: a proxy from the environment must not see these requests.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _send(base_url: str, example: Example, call: Call) -> Tuple[int, Optional[str]]:
-    headers = example.auth(call.key) if call.key else {}
-    data = None
-    if call.body is not None:
-        data = json.dumps(call.body).encode()
-        headers["Content-Type"] = "application/json"
-    request = urllib.request.Request(
-        base_url + call.path, data=data, headers=headers, method=call.method
-    )
-    try:
-        with _opener.open(request, timeout=10) as answer:
-            answer.read()
-            return answer.status, answer.headers.get("X-Moesif-Transaction-Id")
-    except urllib.error.HTTPError as error:
-        with error:
-            error.read()
-            return error.code, error.headers.get("X-Moesif-Transaction-Id")
 
 
 _COLUMNS = (
@@ -166,7 +151,7 @@ _COLUMNS = (
 )
 
 
-def _row(call: Call, status: int, event: Optional[Dict[str, Any]]) -> Tuple[str, ...]:
+def _row(call: DemoRequest, status: int, event: Optional[Dict[str, Any]]) -> Tuple[str, ...]:
     if event is None:
         return (call.label, call.method, call.path, str(status), "(no event)", *[""] * 5)
     return (
@@ -222,7 +207,7 @@ def run_example(example: Example, server: str, collector: Collector, log: TextIO
                 problems.append(f"the app did not start under {server}:\n{output.read()}")
                 return Outcome(example, server, [], problems, time.monotonic() - started)
             base_url = f"http://127.0.0.1:{port}"
-            answers = [_send(base_url, example, call) for call in calls_for(example)]
+            answers = [send_request(_opener, base_url, call) for call in calls_for(example)]
             print(
                 f"      sent {len(answers)} requests; waiting for their events",
                 file=log,
@@ -233,8 +218,11 @@ def run_example(example: Example, server: str, collector: Collector, log: TextIO
             _stop(process)
     by_id = {event.get("transaction_id"): event for event in events}
     rows = []
-    for call, (status, transaction_id) in zip(calls_for(example), answers):
+    for call, answer in zip(calls_for(example), answers):
+        status, transaction_id = answer.status, answer.transaction_id
         event = by_id.get(transaction_id) if transaction_id else None
+        if status != call.expected_status:
+            problems.append(f"{call.label}: the app answered {status}, not {call.expected_status}")
         if event is None:
             problems.append(f"{call.label}: no event reached the collector")
         elif event["response"].get("status") != status:
