@@ -8,6 +8,7 @@ import io
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Dict, List
 
 import pytest
@@ -16,6 +17,8 @@ from servers import ROOT_DIR
 from moesif_integrations.collector import Collector
 from moesif_integrations.demo import frameworks
 from moesif_integrations.demo.frameworks import EXAMPLES, run_example, run_frameworks
+
+EXAMPLES_DIR = Path(ROOT_DIR) / "examples"
 
 STATUSES = {
     "list": "200",
@@ -80,7 +83,7 @@ def test_demo_framework_all_shows_every_installed_adapter_side_by_side() -> None
 @pytest.mark.skipif(importlib.util.find_spec("flask") is None, reason="flask not installed")
 def test_wsgi_examples_fall_back_to_wsgiref(collector: Collector) -> None:
     flask = next(example for example in EXAMPLES if example.name == "flask")
-    outcome = run_example(flask, "wsgiref", collector, io.StringIO())
+    outcome = run_example(flask, "wsgiref", collector, io.StringIO(), EXAMPLES_DIR)
     assert outcome.problems == []
     assert [row[3] for row in outcome.rows] == ["200", "201", "200", "404", "400", "401"]
 
@@ -92,9 +95,15 @@ def test_a_missing_asgi_server_says_what_to_install(monkeypatch: pytest.MonkeyPa
         return None if name == "uvicorn" else real_find_spec(name)
 
     monkeypatch.setattr(frameworks.importlib.util, "find_spec", without_uvicorn)
+    monkeypatch.chdir(ROOT_DIR)  # the package may be installed from a wheel: examples/ is here
     out = io.StringIO()
     assert run_frameworks(["falcon-asgi"], out=out, log=io.StringIO()) == 1
     text = out.getvalue()
     assert "falcon-asgi: skipped" in text
     expected = "pip install falcon" if real_find_spec("falcon") is None else "pip install uvicorn"
     assert expected in text
+
+
+def test_without_examples_it_says_where_to_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(frameworks, "find_examples", lambda: None)
+    assert run_frameworks(["flask"], out=io.StringIO(), log=io.StringIO()) == 2

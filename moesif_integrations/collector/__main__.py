@@ -31,7 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
             "collector stores; 'moesif-collector counts' prints its counters."
         ),
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help=(
+            "address to listen on (clients that reach it by another address or name need "
+            "--allow-host)"
+        ),
+    )
     parser.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
     parser.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
     parser.add_argument(
@@ -100,8 +107,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        print(f"Moesif local collector listening on {collector.url}", flush=True)
-        print(f"  inspector: {collector.url}/  (events as they arrive)", flush=True)
+        url = collector.url
+        print(f"Moesif local collector listening on {url} (inspector: {url}/)", flush=True)
         while True:
             time.sleep(3600)
     except (KeyboardInterrupt, _SigtermError):

@@ -28,8 +28,16 @@ from ..collector import Collector
 from ..collector.summary import body_kind, duration_ms, path_of
 from . import DemoRequest, format_table, send_request
 
-# Where the example apps are: a source checkout (``pip install -e .``) has them.
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+
+def find_examples() -> Optional[Path]:
+    """The ``examples/`` folder of a source checkout: beside this package (``pip install -e
+    .``), else in the current directory (a checkout with the package installed from it)."""
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if (root / "examples" / "flask" / "app.py").is_file():
+            return root / "examples"
+    return None
+
+
 API_KEYS = ("key-ada", "key-grace")
 
 
@@ -177,9 +185,11 @@ class Outcome:
     seconds: float
 
 
-def run_example(example: Example, server: str, collector: Collector, log: TextIO) -> Outcome:
-    """Serves ``example`` under ``server`` in a subprocess, sends it the traffic, waits for its
-    events at the collector and stops it."""
+def run_example(
+    example: Example, server: str, collector: Collector, log: TextIO, examples_dir: Path
+) -> Outcome:
+    """Serves ``example`` (from ``examples_dir``) under ``server`` in a subprocess, sends it the
+    traffic, waits for its events at the collector and stops it."""
     started = time.monotonic()
     app_id = f"demo-{example.name}"
     port = _free_port()
@@ -196,7 +206,7 @@ def run_example(example: Example, server: str, collector: Collector, log: TextIO
     with tempfile.TemporaryFile("w+") as output:
         process = subprocess.Popen(
             command,
-            cwd=EXAMPLES_DIR / example.directory,
+            cwd=examples_dir / example.directory,
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -266,10 +276,11 @@ def run_frameworks(
     """Runs the examples named (``all`` for every one); returns the exit status."""
     out = out or sys.stdout
     log = log or sys.stderr
-    if not EXAMPLES_DIR.is_dir():
+    examples_dir = find_examples()
+    if examples_dir is None:
         print(
             "demo --framework runs the apps under examples/, which come with a source checkout "
-            "of moesif-integrations (pip install -e .); none was found beside this package.",
+            "of moesif-integrations (pip install -e .): run it there.",
             file=sys.stderr,
         )
         return 2
@@ -299,7 +310,7 @@ def run_frameworks(
                 file=log,
                 flush=True,
             )
-            outcome = run_example(example, server, coll, log)
+            outcome = run_example(example, server, coll, log, examples_dir)
             ran += 1
             print(
                 f"\n{example.name} ({server}, application id demo-{example.name}, "
