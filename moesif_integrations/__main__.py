@@ -8,6 +8,8 @@ import sys
 from typing import List, Optional
 
 _DESCRIPTION = "Moesif API analytics for Python web apps: command-line tools."
+# The example apps ``demo --framework`` runs (moesif_integrations/demo/frameworks.py).
+FRAMEWORKS = ("flask", "bottle", "pyramid", "falcon", "falcon-asgi")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--port", type=int, default=0, help="the collector's port (default: a free one)"
+    )
+    demo.add_argument(
+        "--framework",
+        dest="frameworks",
+        action="append",
+        choices=[*FRAMEWORKS, "all"],
+        metavar="NAME",
+        help=(
+            "instead of the built-in app, run the example app of a framework under a real "
+            f"server ({', '.join(FRAMEWORKS)} or all; repeatable) and print one table each"
+        ),
     )
     # Listed for --help only: main() hands everything after "collector" to the collector's CLI.
     commands.add_parser(
@@ -57,6 +70,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         package_logger = logging.getLogger("moesif_integrations")
         package_logger.addHandler(handler)
         package_logger.setLevel(logging.WARNING)
+        if args.frameworks:
+            from .demo.frameworks import run_frameworks
+
+            return run_frameworks(
+                args.frameworks, collector_port=args.port, db_path=args.db, keep=args.keep
+            )
         from .demo import run_demo
 
         return run_demo(db_path=args.db, keep=args.keep, collector_port=args.port)

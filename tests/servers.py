@@ -89,6 +89,12 @@ def http_request(
         conn.close()
 
 
+def post_json(port: int, path: str, value: Any, app_id: str) -> HttpReply:
+    """POSTs ``value`` as JSON with ``X-Moesif-Application-Id: app_id`` (to a collector)."""
+    headers = {"Content-Type": "application/json", "X-Moesif-Application-Id": app_id}
+    return http_request(port, "POST", path, json.dumps(value).encode(), headers)
+
+
 def raw_exchange(port: int, data: bytes, timeout: float = 10.0) -> bytes:
     """Sends ``data`` as it is on a new connection, ends the sending side, and returns all the
     server answered until it closed (for requests no HTTP client would send)."""

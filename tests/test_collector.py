@@ -637,7 +637,9 @@ def start_cli(*args: str) -> Tuple[subprocess.Popen[str], str]:
     line = process.stdout.readline()
     prefix = "Moesif local collector listening on "
     assert line.startswith(prefix), (line, process.stderr.read() if process.stderr else "")
-    return process, line[len(prefix) :].strip()
+    url, inspector = line[len(prefix) :].strip().split(" ", 1)
+    assert inspector == f"(inspector: {url}/)"
+    return process, url
 
 
 def cli_request(url: str, method: str, path: str, body: Any = None, **kwargs: Any) -> Answer:

@@ -150,16 +150,24 @@ def test_demo_keep_serves_the_collector_until_terminated(tmp_path: Path) -> None
     try:
         assert process.stdout is not None
         url: Optional[str] = None
+        inspector: Optional[str] = None
         deadline = time.monotonic() + 30
         for line in process.stdout:
             match = re.match(r"collector: (http://\S+?),", line)
             if match:
                 url = match.group(1)
+            match = re.match(r"\s+inspector: (http://\S+)", line)
+            if match:
+                inspector = match.group(1)
             if "Ctrl-C stops them" in line or time.monotonic() > deadline:
                 break
         assert url is not None
         with no_proxy().open(f"{url}/_collector/counts", timeout=5) as response:
             assert json.load(response)["events"] == len(DEMO_ROWS)
+        # The inspector's URL is printed, and it serves the page.
+        assert inspector == f"{url}/"
+        with no_proxy().open(inspector, timeout=5) as response:
+            assert b"inspector.js" in response.read()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:

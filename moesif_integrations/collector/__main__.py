@@ -1,4 +1,6 @@
-"""``python -m moesif_integrations.collector`` (also the ``moesif-collector`` script)."""
+"""``python -m moesif_integrations.collector`` (also the ``moesif-collector`` script): runs the
+collector; ``... tail`` follows the events a running one stores and ``... counts`` prints its
+counters."""
 
 from __future__ import annotations
 
@@ -23,9 +25,20 @@ def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moesif-collector",
-        description="A local Moesif collector: stores the events it receives in SQLite.",
+        description=(
+            "A local Moesif collector: stores the events it receives in SQLite and shows them "
+            "in its inspector at its URL. 'moesif-collector tail' follows the events a running "
+            "collector stores; 'moesif-collector counts' prints its counters."
+        ),
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help=(
+            "address to listen on (clients that reach it by another address or name need "
+            "--allow-host)"
+        ),
+    )
     parser.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
     parser.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
     parser.add_argument(
@@ -35,6 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="ID",
         help="accepted application id (repeatable; default: any non-empty id)",
+    )
+    parser.add_argument(
+        "--allow-host",
+        dest="allowed_hosts",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=(
+            "also answer requests whose Host header is NAME (any port) or NAME:PORT, for a "
+            "collector reached through a name of its own; repeatable (default: only localhost, "
+            "127.0.0.1, [::1] and the --host address, with the collector's port)"
+        ),
     )
     parser.add_argument("--config", help="JSON file served at /v1/config, re-read on change")
     parser.add_argument("--rules", help="JSON file served at /v1/rules, re-read on change")
@@ -48,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["tail"], ["counts"]):
+        from moesif_integrations.collector.follow import main as follow_main
+
+        return follow_main(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     if args.retry_after is not None and args.fail is None:
         print("moesif-collector: --retry-after needs --fail", file=sys.stderr)
@@ -64,6 +94,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             config_path=args.config,
             rules_path=args.rules,
             verbose=args.verbose,
+            allowed_hosts=args.allowed_hosts,
         )
         if args.fail is not None:
             collector.fail(args.fail, retry_after=args.retry_after)
@@ -76,7 +107,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        print(f"Moesif local collector listening on {collector.url}", flush=True)
+        url = collector.url
+        print(f"Moesif local collector listening on {url} (inspector: {url}/)", flush=True)
         while True:
             time.sleep(3600)
     except (KeyboardInterrupt, _SigtermError):

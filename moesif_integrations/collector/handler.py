@@ -9,14 +9,21 @@ import sys
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from typing import Any, Dict, FrozenSet, Iterator, List, Mapping, Optional, Set, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 from moesif_integrations._version import __version__
 from moesif_integrations.collector.appconfig import AppConfig
 from moesif_integrations.collector.faults import Fault, FaultSwitch
-from moesif_integrations.collector.payloads import BadPayloadError, decode_body, items_of
-from moesif_integrations.collector.storage import KINDS, Storage
+from moesif_integrations.collector.payloads import (
+    BadPayloadError,
+    check_nesting,
+    decode_body,
+    items_of,
+)
+from moesif_integrations.collector.storage import KINDS, ItemFilter, Storage
+from moesif_integrations.collector.summary import item_summary
 from moesif_integrations.core.logs import logger
 
 
@@ -47,6 +54,33 @@ ENDPOINTS: Tuple[Endpoint, ...] = (
 
 READ_API_PREFIX = "/_collector/"
 DEFAULT_READ_LIMIT = 1000
+# Past this a read would hold the storage lock (and build the answer in memory) too long.
+MAX_READ_LIMIT = 100_000
+DEFAULT_PAGE_LIMIT = 100
+MAX_PAGE_LIMIT = 1000
+# SQLite integers are 64-bit.
+_MAX_ID = 2**63 - 1
+# Calls that change what the collector stores or serves: JSON bodies only, so that a web page
+# cannot make them with a plain form or a no-preflight fetch.
+CONTROL_CALLS = ("fault", "config", "rules", "reset")
+# Host names every collector answers to, with its own port; --allow-host adds more.
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+# The inspector: served at "/" and under INSPECTOR_PREFIX, from the package.
+INSPECTOR_PREFIX = "/_inspector/"
+INSPECTOR_FILES = {
+    "index.html": "text/html; charset=utf-8",
+    "inspector.js": "text/javascript; charset=utf-8",
+    "inspector.css": "text/css; charset=utf-8",
+}
+_INSPECTOR_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
 SINGULAR = {
     "events": "event",
     "users": "user",
@@ -116,6 +150,8 @@ class CollectorState:
     faults: FaultSwitch
     requests: RequestLog
     application_ids: Optional[FrozenSet[str]]
+    # Extra names the Host header may carry (any port), in lower case.
+    allowed_hosts: FrozenSet[str]
     validate: bool
     max_body_bytes: int
     idle_timeout: Optional[float]
@@ -198,6 +234,15 @@ class CollectorHandler(BaseHTTPRequestHandler):
     def _route(self, method: str) -> None:
         url = urlsplit(self.path)
         state = self.server.state
+        self._check_host()
+        if url.path == "/favicon.ico":
+            self._read_body()
+            self._send(204, b"")  # browsers ask for it; the inspector has none
+            return
+        if url.path == "/" or url.path.startswith(INSPECTOR_PREFIX):
+            self._read_body()
+            self._inspector_file(method, url.path)
+            return
         name = read_api_name(url.path)
         if name is not None:
             body = self._read_body()
@@ -226,10 +271,39 @@ class CollectorHandler(BaseHTTPRequestHandler):
         try:
             payload = self._decode(body)
             items = items_of(endpoint.kind, payload, endpoint.batch, state.validate)
+            state.storage.insert(endpoint.kind, app_id, items)
         except BadPayloadError as exc:
             raise HttpError(400, str(exc)) from None
-        state.storage.insert(endpoint.kind, app_id, items)
         self._send(201, b"{}", etag_header)
+
+    def _check_host(self) -> None:
+        """Refuses a Host header that names neither this collector nor an allowed name: a page
+        on another site, its name rebound to 127.0.0.1, must not read or change the store."""
+        hosts = self.headers.get_all("Host") or []
+        if not hosts:
+            return  # HTTP/1.0 without Host: no browser sends that
+        if len(hosts) > 1:
+            raise HttpError(400, "more than one Host header", close=True)
+        server = self.server
+        if host_allowed(hosts[0], server.server_port, server.bound_names, server.state):
+            return
+        self._read_body()
+        raise HttpError(
+            403,
+            f"Host {hosts[0]!r} is not this collector's; start it with --allow-host NAME to "
+            "accept another name",
+            close=True,
+        )
+
+    def _inspector_file(self, method: str, path: str) -> None:
+        if method != "GET":
+            raise HttpError(405, f"{path} takes GET", headers={"Allow": "GET"})
+        name = "index.html" if path == "/" else path[len(INSPECTOR_PREFIX) :]
+        content_type = INSPECTOR_FILES.get(name)
+        if content_type is None:
+            raise HttpError(404, f"no such inspector file: {name}")
+        data = resources.files("moesif_integrations.collector").joinpath("inspector", name)
+        self._send(200, data.read_bytes(), _INSPECTOR_HEADERS, content_type=content_type)
 
     def _header_dict(self) -> Dict[str, str]:
         headers: Dict[str, str] = {}
@@ -270,20 +344,29 @@ class CollectorHandler(BaseHTTPRequestHandler):
 
     def _read_api(self, method: str, name: str, query: str, body: bytes) -> None:
         state = self.server.state
-        if name in KINDS or name == "counts":
+        if name in KINDS or name in ("counts", "page", "item"):
             if method != "GET":
                 raise HttpError(405, f"/_collector/{name} takes GET", headers={"Allow": "GET"})
             if name == "counts":
                 counts: Dict[str, Any] = dict(state.storage.counts())
                 counts["requests"] = state.requests.snapshot()
+                counts["applications"] = state.storage.counts_by_application()
+                counts["last_ids"] = state.storage.last_ids()
                 self._send_json(200, counts)
+            elif name == "page":
+                self._send_page(parse_qs(query))
+            elif name == "item":
+                self._send_item(parse_qs(query))
             else:
                 self._send_stored(name, query)
             return
-        if name not in ("fault", "config", "rules", "reset"):
+        if name not in CONTROL_CALLS:
             raise HttpError(404, f"no such read API call: /_collector/{name}")
         if method != "POST":
             raise HttpError(405, f"/_collector/{name} takes POST", headers={"Allow": "POST"})
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise HttpError(415, f"/_collector/{name} takes Content-Type: application/json")
         if name == "reset":
             state.storage.delete_all()
             state.requests.reset()
@@ -291,6 +374,7 @@ class CollectorHandler(BaseHTTPRequestHandler):
             return
         try:
             value = self._decode(body)
+            check_nesting(value)
             if name == "fault":
                 if not isinstance(value, dict):
                     raise BadPayloadError("a fault must be a JSON object")
@@ -306,7 +390,7 @@ class CollectorHandler(BaseHTTPRequestHandler):
     def _send_stored(self, kind: str, query: str) -> None:
         params = parse_qs(query)
         since = _int_param(params, "since", 0, minimum=0)
-        limit = _int_param(params, "limit", DEFAULT_READ_LIMIT, minimum=1)
+        limit = _int_param(params, "limit", DEFAULT_READ_LIMIT, minimum=1, maximum=MAX_READ_LIMIT)
         rows = self.server.state.storage.fetch(kind, since, limit)
         singular = SINGULAR[kind]
         listed: List[Dict[str, Any]] = [
@@ -314,6 +398,56 @@ class CollectorHandler(BaseHTTPRequestHandler):
             for row in rows
         ]
         self._send_json(200, {kind: listed, "last_id": rows[-1].id if rows else since})
+
+    def _send_page(self, params: Dict[str, List[str]]) -> None:
+        """``GET /_collector/page?kind=events&before=&after=&limit=`` with filters (``status``
+        as ``2xx``, ``user``, ``company``, ``path``, ``method``, ``direction``, ``app``, ``q``):
+        the newest matching items, newest first, as the inspector's rows."""
+        kind = _kind_param(params)
+        before = _int_param(params, "before", None, minimum=1)
+        after = _int_param(params, "after", None, minimum=0)
+        limit = _int_param(params, "limit", DEFAULT_PAGE_LIMIT, minimum=1, maximum=MAX_PAGE_LIMIT)
+        where = ItemFilter(
+            status_class=_status_class_param(params),
+            user_id=_text_param(params, "user"),
+            company_id=_text_param(params, "company"),
+            path=_text_param(params, "path"),
+            method=_text_param(params, "method"),
+            direction=_text_param(params, "direction"),
+            app_id=_text_param(params, "app"),
+            text=_text_param(params, "q"),
+        )
+        storage = self.server.state.storage
+        items, total = storage.page(kind, where, before, after, limit)
+        self._send_json(
+            200,
+            {
+                "kind": kind,
+                "items": [item_summary(kind, item) for item in items],
+                "total": total,
+                "last_id": storage.last_ids()[kind],
+            },
+        )
+
+    def _send_item(self, params: Dict[str, List[str]]) -> None:
+        """``GET /_collector/item?kind=events&id=N``: one stored item, whole."""
+        kind = _kind_param(params)
+        item_id = _int_param(params, "id", None, minimum=1)
+        if item_id is None:
+            raise HttpError(400, "id is required")
+        item = self.server.state.storage.get(kind, item_id)
+        if item is None:
+            raise HttpError(404, f"no {SINGULAR[kind]} with id {item_id}")
+        self._send_json(
+            200,
+            {
+                "kind": kind,
+                "id": item.id,
+                "received_at": item.received_at,
+                "app_id": item.app_id,
+                "item": item.body,
+            },
+        )
 
     # -- reading and writing ---------------------------------------------------------------
 
@@ -390,9 +524,10 @@ class CollectorHandler(BaseHTTPRequestHandler):
         body: bytes,
         headers: Optional[Mapping[str, str]] = None,
         close: bool = False,
+        content_type: str = "application/json; charset=utf-8",
     ) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -403,17 +538,89 @@ class CollectorHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def _int_param(params: Dict[str, List[str]], name: str, default: int, minimum: int) -> int:
+def _int_param(
+    params: Dict[str, List[str]],
+    name: str,
+    default: Any,
+    minimum: int,
+    maximum: int = _MAX_ID,
+) -> Any:
+    """The integer query parameter ``name`` within [minimum, maximum]; 400 otherwise."""
     values = params.get(name)
-    if not values:
+    if not values or values[-1] == "":
         return default
-    try:
-        value = int(values[-1])
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise HttpError(400, f"{name} must be an integer >= {minimum}, not {values[-1]!r}")
+    text = values[-1].strip()
+    # int() of a huge digit string is slow; no valid value has more than 19 digits.
+    value = int(text) if text.isdigit() and len(text) <= 19 else minimum - 1
+    if not minimum <= value <= maximum:
+        raise HttpError(
+            400, f"{name} must be an integer from {minimum} to {maximum}, not {values[-1]!r}"
+        )
     return value
+
+
+def _text_param(params: Dict[str, List[str]], name: str) -> Optional[str]:
+    values = params.get(name)
+    if not values or not values[-1].strip():
+        return None
+    return values[-1].strip()
+
+
+def _kind_param(params: Dict[str, List[str]]) -> str:
+    kind = _text_param(params, "kind") or "events"
+    if kind not in KINDS:
+        raise HttpError(400, f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    return kind
+
+
+def _status_class_param(params: Dict[str, List[str]]) -> Optional[int]:
+    """``2xx`` (or ``2``) -> 2."""
+    text = _text_param(params, "status")
+    if text is None:
+        return None
+    digit = text.lower().rstrip("x")
+    if len(digit) != 1 or digit not in "12345":
+        raise HttpError(400, f"status must be a class from 1xx to 5xx, not {text!r}")
+    return int(digit)
+
+
+def split_host(host: str) -> Tuple[str, Optional[int]]:
+    """(name in lower case, port or None) of a Host header; ValueError when malformed."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        name, bracket, rest = host[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(host)
+        port_text = rest[1:] if rest else ""
+    elif host.count(":") == 1:
+        name, _, port_text = host.partition(":")
+    elif ":" in host:
+        raise ValueError(host)
+    else:
+        name, port_text = host, ""
+    if not name:
+        raise ValueError(host)
+    if not port_text:
+        return name, None
+    if not port_text.isdigit() or len(port_text) > 5:
+        raise ValueError(host)
+    return name, int(port_text)
+
+
+def host_allowed(
+    host: str, server_port: int, bound_names: FrozenSet[str], state: CollectorState
+) -> bool:
+    """Whether a Host header names this collector: a loopback name or the bound address with
+    the collector's port, or any name given with --allow-host (``name`` or ``name:port``)."""
+    try:
+        name, port = split_host(host)
+    except ValueError:
+        return False
+    if name in state.allowed_hosts or host.strip().lower() in state.allowed_hosts:
+        return True
+    if (80 if port is None else port) != server_port:
+        return False
+    return name in LOOPBACK_NAMES or name in bound_names
 
 
 class CollectorServer(ThreadingHTTPServer):
@@ -426,6 +633,7 @@ class CollectorServer(ThreadingHTTPServer):
         if ":" in host:
             self.address_family = socket.AF_INET6
         self.state = state
+        self.requested_host = host
         self._connections: Set[socket.socket] = set()
         self._connections_changed = threading.Condition()
         super().__init__((host, port), CollectorHandler)
@@ -436,6 +644,8 @@ class CollectorServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         self.server_name = str(host)
         self.server_port = int(port)
+        # The address it was asked to listen on, as clients would write it in Host.
+        self.bound_names = frozenset({str(host).lower(), self.requested_host.strip("[]").lower()})
 
     def track(self, connection: socket.socket) -> None:
         with self._connections_changed:

@@ -32,6 +32,28 @@ class BadPayloadError(ValueError):
     """The body cannot be accepted; the message says why (it goes back to the client)."""
 
 
+# Deeper values are refused: the standard library's json recurses once per level, and must read
+# and write back whatever was stored.
+MAX_NESTING = 500
+
+
+def check_nesting(value: Any, limit: int = MAX_NESTING) -> None:
+    """Raises BadPayloadError when arrays and objects nest more than ``limit`` levels deep
+    (walked without recursion, so any depth is safe to check)."""
+    stack: List[Tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            raise BadPayloadError(f"JSON nested more than {limit} levels deep")
+        stack.extend((child, depth + 1) for child in children)
+
+
 def decode_body(body: bytes, content_encoding: str, max_bytes: int) -> Any:
     """The JSON value of a request body, gunzipped when the client said so."""
     encoding = content_encoding.strip().lower()
@@ -49,6 +71,8 @@ def decode_body(body: bytes, content_encoding: str, max_bytes: int) -> Any:
         return json.loads(body, parse_constant=NonFinite)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadPayloadError(f"body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise BadPayloadError("body is not acceptable JSON: nested too deeply") from None
 
 
 def _gunzip(body: bytes, max_bytes: int) -> bytes:

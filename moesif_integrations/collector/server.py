@@ -30,6 +30,12 @@ class Collector:
     what ``GET /v1/config`` and ``GET /v1/rules`` serve. ``validate`` rejects items that lack
     the fields the hosted collector requires (docs/protocol.md) with a 400.
 
+    Requests whose ``Host`` header names another site are refused (403), so that a web page
+    whose name was rebound to this address cannot read or wipe the store: the collector answers
+    to ``localhost``, ``127.0.0.1``, ``[::1]`` and the address it listens on, with its port, and
+    to each name in ``allowed_hosts`` (``name`` with any port, or ``name:port``), for a
+    collector reached through a name of its own (a container's, a proxy's).
+
     After ``stop()`` the stored items stay readable; ``close()`` also releases the database.
     """
 
@@ -46,11 +52,14 @@ class Collector:
         *,
         verbose: bool = False,
         validate: bool = True,
+        allowed_hosts: Iterable[str] = (),
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         idle_timeout: Optional[float] = 300.0,
     ) -> None:
         if isinstance(application_ids, str):
             raise TypeError("application_ids must be a collection of ids, not one string")
+        if isinstance(allowed_hosts, str):
+            raise TypeError("allowed_hosts must be a collection of names, not one string")
         self.host = host
         self._requested_port = port
         self._state = CollectorState(
@@ -59,6 +68,7 @@ class Collector:
             faults=FaultSwitch(),
             requests=RequestLog(),
             application_ids=None if application_ids is None else frozenset(application_ids),
+            allowed_hosts=frozenset(name.strip().lower() for name in allowed_hosts),
             validate=validate,
             max_body_bytes=max_body_bytes,
             idle_timeout=idle_timeout,

@@ -38,6 +38,22 @@ def shut_down_at_exit(owner: Any) -> None:
     _exit_flushed.add(owner)
 
 
+def flush_all(timeout: float) -> bool:
+    """Delivers what every open sender of the process holds (every live integration's events
+    first, then its profiles) within ONE budget of ``timeout`` seconds; True when all emptied.
+    For tests that assert on what reached a collector."""
+    owners: List[Any] = sorted(
+        (owner for owner in list(_exit_flushed) if not owner.closed),
+        key=lambda owner: owner.exit_order,
+    )
+    deadline = time.monotonic() + timeout
+    delivered = True
+    for owner in owners:
+        budget = max(0.0, deadline - time.monotonic())
+        delivered = bool(owner.flush(budget)) and delivered
+    return delivered
+
+
 def _after_fork_in_child() -> None:
     for owner in list(_fork_aware):
         owner.after_fork_in_child()

@@ -20,16 +20,24 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime
 from socketserver import ThreadingMixIn
 from types import FrameType
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, TextIO, Tuple
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from .collector import Collector
-from .wsgi import MoesifMiddleware
+from ..collector import Collector
+from ..collector.summary import body_kind, duration_ms, path_of
+from ..wsgi import MoesifMiddleware
 
-__all__ = ["CREDENTIALS", "DemoRequest", "DEMO_REQUESTS", "demo_app", "run_demo"]
+__all__ = [
+    "CREDENTIALS",
+    "DemoRequest",
+    "DEMO_REQUESTS",
+    "demo_app",
+    "run_demo",
+    "format_table",
+    "send_request",
+]
 
 StartResponse = Callable[..., Any]
 
@@ -199,7 +207,10 @@ class Answer:
     transaction_id: Optional[str]
 
 
-def _send(opener: urllib.request.OpenerDirector, base_url: str, request: DemoRequest) -> Answer:
+def send_request(
+    opener: urllib.request.OpenerDirector, base_url: str, request: DemoRequest
+) -> Answer:
+    """Sends one request; its status and the transaction id header of the answer."""
     outgoing = urllib.request.Request(
         base_url + request.path,
         data=request.body,
@@ -279,32 +290,6 @@ class _ServedApp:
 # ------------------------------------------------------------------------------- the report
 
 
-def _body_kind(message: Dict[str, Any]) -> str:
-    body = message.get("body")
-    if body is None:
-        return "-"
-    if isinstance(body, dict) and body.get("moesif_body_truncated") is True:
-        return "truncated"
-    return str(message.get("transfer_encoding") or "?")
-
-
-def _event_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.rstrip("Z"))
-
-
-def _duration_ms(event: Dict[str, Any]) -> str:
-    try:
-        started = _event_time(event["request"]["time"])
-        ended = _event_time(event["response"]["time"])
-    except (KeyError, TypeError, ValueError):
-        return "?"
-    return str(round((ended - started).total_seconds() * 1000))
-
-
-def _path(event: Dict[str, Any]) -> str:
-    return urllib.parse.urlsplit(str(event["request"].get("uri", ""))).path
-
-
 _COLUMNS = ("request", "method", "path", "status", "user", "req body", "resp body", "ms", "txn")
 
 
@@ -315,22 +300,27 @@ def _table_rows(matched: List[Tuple[DemoRequest, Dict[str, Any]]]) -> List[Tuple
             (
                 request.label,
                 str(event["request"].get("verb")),
-                _path(event),
+                path_of(event),
                 str(event["response"].get("status")),
                 str(event.get("user_id") or "-"),
-                _body_kind(event["request"]),
-                _body_kind(event["response"]),
-                _duration_ms(event),
+                body_kind(event["request"]),
+                body_kind(event["response"]),
+                _cell(duration_ms(event)),
                 str(event.get("transaction_id") or "-")[:8],
             )
         )
     return rows
 
 
-def _format_table(rows: List[Tuple[str, ...]]) -> str:
-    widths = [max(len(row[i]) for row in [_COLUMNS, *rows]) for i in range(len(_COLUMNS))]
+def _cell(value: Any) -> str:
+    return "?" if value is None else str(value)
+
+
+def format_table(columns: Tuple[str, ...], rows: List[Tuple[str, ...]]) -> str:
+    """Rows under a header, cells two spaces apart; the ``ms`` column right-aligned."""
+    widths = [max(len(row[i]) for row in [columns, *rows]) for i in range(len(columns))]
     # The duration reads best right-aligned; everything else left.
-    right = {_COLUMNS.index("ms")}
+    right = {columns.index("ms")} if "ms" in columns else set()
 
     def line(cells: Tuple[str, ...]) -> str:
         return "  ".join(
@@ -338,7 +328,7 @@ def _format_table(rows: List[Tuple[str, ...]]) -> str:
             for i, (cell, width) in enumerate(zip(cells, widths))
         ).rstrip()
 
-    return "\n".join([line(_COLUMNS), line(tuple("-" * w for w in widths)), *map(line, rows)])
+    return "\n".join([line(columns), line(tuple("-" * w for w in widths)), *map(line, rows)])
 
 
 def _masked_headers(matched: List[Tuple[DemoRequest, Dict[str, Any]]]) -> List[str]:
@@ -380,7 +370,7 @@ def _check(
 
 
 def _match(events: List[Dict[str, Any]]) -> List[Tuple[DemoRequest, Dict[str, Any]]]:
-    by_route = {(str(e["request"].get("verb")), _path(e)): e for e in events}
+    by_route = {(str(e["request"].get("verb")), path_of(e)): e for e in events}
     matched = []
     for request in DEMO_REQUESTS:
         event = by_route.get((request.method, request.path))
@@ -401,7 +391,7 @@ def _print_report(
         f"({app_url}, wsgiref); the collector received {received} events in {elapsed:.1f} s.\n",
         file=out,
     )
-    print(_format_table(_table_rows(matched)), file=out)
+    print(format_table(_COLUMNS, _table_rows(matched)), file=out)
     print(
         "\nCredentials are masked before they leave the app (as the collector stored them):",
         file=out,
@@ -446,7 +436,7 @@ def run_demo(
         # Loopback only: a proxy from the environment must not see these requests.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         started = time.monotonic()
-        answers = {request: _send(opener, served.url, request) for request in DEMO_REQUESTS}
+        answers = {request: send_request(opener, served.url, request) for request in DEMO_REQUESTS}
         handled = served.server.wait_handled(len(DEMO_REQUESTS), timeout=10)
         delivered = middleware.flush(timeout=10)
         events = collector.events(since_id)
@@ -470,11 +460,20 @@ def run_demo(
             print(served.server.errors.getvalue(), file=sys.stderr)
             return 1
         if keep:
+            print(
+                f"  inspector: {collector.url}/  (open it in a browser: events as they arrive)",
+                file=out,
+            )
             print(f"  read them: curl {collector.url}/_collector/events", file=out)
+            print(
+                "  follow them: python -m moesif_integrations.collector tail --url "
+                + collector.url,
+                file=out,
+            )
             print(f"demo app: {served.url} (its requests show up in the collector too)", file=out)
             print("Both keep running; Ctrl-C stops them.", file=out)
             out.flush()
-            _wait_for_interrupt()
+            wait_for_interrupt()
         else:
             print("  (stopped now; --keep keeps it running so you can query it)", file=out)
         return 0
@@ -494,7 +493,7 @@ def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
     raise _TerminatedError()
 
 
-def _wait_for_interrupt() -> None:
+def wait_for_interrupt() -> None:
     """Waits for Ctrl-C, or SIGTERM from a process manager; either ends the demo cleanly."""
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
