@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from moesif_integrations.collector.payloads import check_nesting
-
 from moesif_integrations.core import json_backend
 
 KINDS = ("events", "users", "companies", "subscriptions", "actions")
