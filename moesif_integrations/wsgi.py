@@ -8,10 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, Mapping, Union
 
-from .core.capture.wsgi import StartResponse, WSGIApp, WsgiCapture
-from .core.config.schema import Settings
-from .core.integration import IntegrationMethods
-from .core.pipeline import Pipeline
+from .core import IntegrationMethods, Pipeline, Settings, StartResponse, WSGIApp, WsgiCapture
 
 __all__ = ["MoesifMiddleware"]
 

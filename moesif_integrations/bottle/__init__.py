@@ -29,12 +29,19 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Set, Union
 
 import bottle  # type: ignore[import-untyped]
 
-from ..core.capture.wsgi import EXCHANGE_ENVIRON_KEY, StartResponse, WsgiCapture, WsgiExchange
-from ..core.config.schema import OPTIONS, Settings, SettingsLayer
-from ..core.config.values import InvalidValueError
-from ..core.integration import IntegrationMethods
-from ..core.logs import LogOnce
-from ..core.pipeline import Pipeline
+from ..core import (
+    EXCHANGE_ENVIRON_KEY,
+    OPTIONS,
+    IntegrationMethods,
+    InvalidValueError,
+    LogOnce,
+    Pipeline,
+    Settings,
+    SettingsLayer,
+    StartResponse,
+    WsgiCapture,
+    WsgiExchange,
+)
 
 __all__ = ["MoesifPlugin"]
 

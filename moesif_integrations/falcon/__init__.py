@@ -34,10 +34,7 @@ from typing import Any, Dict, Mapping, Union
 import falcon
 import falcon.asgi
 
-from ..core.capture.exchange import Capture
-from ..core.config.schema import Settings
-from ..core.integration import IntegrationMethods
-from ..core.pipeline import Pipeline
+from ..core import Capture, IntegrationMethods, Pipeline, Settings
 from .request import begin_asgi, begin_wsgi
 from .response import respond, respond_async
 

@@ -13,11 +13,16 @@ import logging
 from time import time as _time
 from typing import Any, Optional
 
-from ..core.capture.asgi import capture_request_body, exchange_from_scope
-from ..core.capture.exchange import Capture, Exchange
-from ..core.capture.ids import transaction_id_for
-from ..core.capture.wsgi import TRANSACTION_HEADER, WsgiExchange
-from ..core.logs import LogOnce
+from ..core import (
+    TRANSACTION_HEADER,
+    Capture,
+    Exchange,
+    LogOnce,
+    WsgiExchange,
+    capture_request_body,
+    exchange_from_scope,
+    transaction_id_for,
+)
 
 _problems = LogOnce()
 _TRANSACTION_ID_NAME = b"x-moesif-transaction-id"

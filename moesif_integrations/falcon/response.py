@@ -12,9 +12,15 @@ from typing import Any, List, Optional, Tuple
 
 import falcon
 
-from ..core.capture.asgi import AsyncReadTee, AsyncStreamTee, receive_unread_body
-from ..core.capture.exchange import Exchange
-from ..core.capture.tees import ReadTee, ResponseIterator, SizedResponseIterator
+from ..core import (
+    AsyncReadTee,
+    AsyncStreamTee,
+    Exchange,
+    ReadTee,
+    ResponseIterator,
+    SizedResponseIterator,
+    receive_unread_body,
+)
 from .request import never_read
 
 Headers = List[Tuple[str, str]]

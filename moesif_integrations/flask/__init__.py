@@ -27,9 +27,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 import flask
 from flask.signals import got_request_exception
 
-from ..core.config.schema import Settings, SettingsLayer
-from ..core.integration import IntegrationMethods
-from ..core.pipeline import Pipeline
+from ..core import IntegrationMethods, Pipeline, Settings, SettingsLayer
 from .capture import CapturedWsgiApp, FlaskCapture
 
 __all__ = ["Moesif", "MoesifApp"]

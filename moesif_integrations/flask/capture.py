@@ -7,8 +7,7 @@ from typing import Any, Dict, Iterable, Optional
 
 import flask
 
-from ..core.capture.exchange import Exchange
-from ..core.capture.wsgi import EXCHANGE_ENVIRON_KEY, StartResponse, WSGIApp, WsgiCapture
+from ..core import EXCHANGE_ENVIRON_KEY, Exchange, StartResponse, WSGIApp, WsgiCapture
 
 _UNHANDLED_KEY = "moesif.flask.unhandled_exception"
 # Where Werkzeug keeps the request of an environ: Flask's own, with its url_rule.

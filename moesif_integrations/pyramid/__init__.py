@@ -28,10 +28,7 @@ from typing import Any
 from pyramid.interfaces import ITweens  # type: ignore[import-untyped]
 from pyramid.tweens import EXCVIEW, INGRESS, excview_tween_factory  # type: ignore[import-untyped]
 
-from ..core.config.schema import Settings
-from ..core.integration import IntegrationMethods
-from ..core.logs import logger
-from ..core.pipeline import Pipeline
+from ..core import IntegrationMethods, Pipeline, Settings, logger
 from .settings import MoesifConfigurationError, load_settings
 from .tween import REQUEST_ENVIRON_KEY, Handler, MoesifTween, PyramidCapture
 

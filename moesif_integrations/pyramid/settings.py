@@ -18,7 +18,7 @@ from pyramid.exceptions import (  # type: ignore[import-untyped]
 from pyramid.path import DottedNameResolver  # type: ignore[import-untyped]
 from pyramid.settings import falsey, truthy  # type: ignore[import-untyped]
 
-from ..core.config.schema import (
+from ..core import (
     OPTIONS,
     ConfigurationError,
     OptionKind,

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 from pyramid.httpexceptions import HTTPException  # type: ignore[import-untyped]
 from pyramid.response import Response  # type: ignore[import-untyped]
 
-from ..core.capture.wsgi import WsgiCapture, WsgiExchange
+from ..core import WsgiCapture, WsgiExchange
 
 __all__ = ["REQUEST_ENVIRON_KEY", "MoesifTween", "PyramidCapture"]
 
