@@ -2,7 +2,8 @@
 
 Nothing here is computed: the request path fills a record with what it already has in hand
 (times as floats, bytes as captured, headers as received) and the wire room turns it into an
-event, off the request path (``core/wire/event.py``). Keeping it a small slotted object keeps each queued event small.
+event, off the request path (``core/wire/event.py``). Keeping it a small slotted object keeps
+each queued event small.
 """
 
 from __future__ import annotations
