@@ -136,7 +136,7 @@ def test_client_transaction_id_reused_only_when_uuid(wrap: Any, collector: Any) 
     }
 
 
-def test_body_the_app_never_read_is_captured(wrap: Any, collector: Any) -> None:
+def test_body_the_app_never_read_is_not_read_for_the_capture(wrap: Any, collector: Any) -> None:
     def ignoring_app(environ: Dict[str, Any], start_response: Any) -> List[bytes]:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"fine"]
@@ -144,7 +144,7 @@ def test_body_the_app_never_read_is_captured(wrap: Any, collector: Any) -> None:
     app = wrap(ignoring_app)
     call(app, "POST", "/", body=b'{"unread": true}', headers={"Content-Type": "application/json"})
     (event,) = deliver(app, collector)
-    assert event["request"]["body"] == {"unread": True}
+    assert "body" not in event["request"]
     assert event["response"]["body"] == base64.b64encode(b"fine").decode()
     assert event["response"]["transfer_encoding"] == "base64"
 

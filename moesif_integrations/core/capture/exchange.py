@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 from ..decide.governance import Block
 from ..record import ExchangeRecord, Headers
 from .sink import CaptureSink
-from .tees import BodyCapture, InputTee
+from .tees import BodyCapture
 
 HookArguments = Sequence[Any]
 # Where adapters and hooks find the exchange of a WSGI request in flight.
@@ -154,14 +154,6 @@ class Exchange(ExchangeRecord):
         body = self.request_capture = BodyCapture(self.capture.request_limit)
         return body
 
-    def short_unread_length(self) -> int:
-        """The declared length of the request body when it fits the capture limit, else 0: a
-        body that short, which the app never read, is read after the response so that it is
-        still captured (never an endless upload). Each protocol knows whether the app read."""
-        body = self.request_capture
-        length = self.declared_length
-        return length if body is not None and 0 < length <= body.limit else 0
-
     def governance(self) -> Optional[Block]:
         """The Block that answers for the app, when governance rules say so (noted in the
         record); None when the app is to run."""
@@ -251,18 +243,11 @@ class Exchange(ExchangeRecord):
             self.status = 500
 
     def _take_bodies(self, error: bool) -> None:
-        """The bodies' copies into the record; a short request body the app never read (WSGI)
-        is read first (see short_unread_length)."""
+        """The bodies' copies into the record: of the request body, what the app read (nothing
+        more is read for the capture: a declared body that never comes must neither hold the
+        worker nor delay the response); its size as declared when that is more."""
         body = self.request_capture
         if body is not None:
-            tee = self.tee
-            if not error and isinstance(tee, InputTee) and tee.reads == 0:
-                length = self.short_unread_length()
-                if length:
-                    try:
-                        tee.drain_unread(length)
-                    except Exception:  # the client went away; what was read is what we have
-                        pass
             self.request_body = body.value()
             self.request_body_size = max(body.size, self.declared_length)
         body = self.response_capture
