@@ -215,17 +215,20 @@ class Settings:
     identify_user: Optional[Hook] = option(
         None,
         "`(app, environ, response_headers) -> user id`; "
-        "without it the user id is read from the authorization header.",
+        "without it the user id is read from the authorization header. "
+        "A str, or an int or UUID (recorded as text); anything else is refused with a warning.",
         kind=OptionKind.HOOK,
     )
     identify_company: Optional[Hook] = option(
         None,
-        "`(app, environ, response_headers) -> company id`.",
+        "`(app, environ, response_headers) -> company id`: "
+        "a str, or an int or UUID (recorded as text); anything else is refused with a warning.",
         kind=OptionKind.HOOK,
     )
     get_metadata: Optional[Hook] = option(
         None,
-        "`(app, environ) -> dict` of custom metadata recorded on the event.",
+        "`(app, environ) -> dict` of custom metadata recorded on the event; anything else, "
+        "or a dict that cannot be serialised to JSON, is left out of the event with a warning.",
         kind=OptionKind.HOOK,
     )
     get_session_token: Optional[Hook] = option(
