@@ -1,6 +1,7 @@
 """What the events say matches what happened on the wire and what the hooks meant: no body for
 responses that carry none, metadata JSON cannot hold left out alone, identification hooks'
-answers recorded as text only when they are text (or an int or UUID)."""
+answers recorded as text only when they are text (or an int or UUID), the client's address
+from the one header the trusted proxies write."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any, Callable, Dict, List
 import pytest
 from wsgi_client import call
 
-from moesif_integrations import MoesifMiddleware
+from moesif_integrations import ConfigurationError, MoesifMiddleware, Settings
 from moesif_integrations.core.capture import exchange as exchange_module
+from moesif_integrations.core.wire import identity as identity_module
 
 APP_ID = "accuracy-app-id"
 
@@ -106,3 +108,54 @@ def test_identification_answers_are_text_or_refused(
         assert all(repr(answer) not in line for line in warnings)
     else:
         assert warnings == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "recorded"),
+    [(None, "198.51.100.9"), ("X-Forwarded-For", "198.51.100.9"), ("Forwarded", "192.0.2.44")],
+)
+def test_the_client_address_comes_from_the_one_trusted_proxy_header(
+    middlewares: Callable[..., MoesifMiddleware], collector: Any, setting: Any, recorded: str
+) -> None:
+    """Behind a proxy that appends to X-Forwarded-For and passes the client's Forwarded through
+    (or the other way round), the client cannot choose the address recorded."""
+    options = {} if setting is None else {"TRUSTED_PROXY_HEADER": setting}
+    middleware = middlewares(answering("200 OK"), APP_ID, **options)
+    headers = {"Forwarded": "for=192.0.2.44", "X-Forwarded-For": "198.51.100.9"}
+    call(middleware, "GET", "/", headers=headers, REMOTE_ADDR="10.0.0.2")
+    (event,) = delivered(middleware, collector, 1)
+    assert event["request"]["ip_address"] == recorded
+
+
+def test_a_proxy_writing_only_the_other_header_is_pointed_out_once(
+    middlewares: Callable[..., MoesifMiddleware],
+    collector: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Who relied on Forwarded being read first (before TRUSTED_PROXY_HEADER) learns which
+    setting reads it; the header is still not believed."""
+    identity_module._problems.reset()
+    middleware = middlewares(answering("200 OK"), APP_ID)
+    with caplog.at_level(logging.WARNING, logger="moesif_integrations"):
+        for _ in range(3):
+            call(
+                middleware, "GET", "/", headers={"Forwarded": "for=6.6.6.6"}, REMOTE_ADDR="10.0.0.2"
+            )
+        events = delivered(middleware, collector, 3)
+    assert {event["request"]["ip_address"] for event in events} == {"10.0.0.2"}
+    hints = [r.getMessage() for r in caplog.records if "TRUSTED_PROXY_HEADER" in r.getMessage()]
+    assert len(hints) == 1 and "set TRUSTED_PROXY_HEADER to Forwarded" in hints[0], hints
+
+
+def test_the_trusted_proxy_header_setting_is_one_header_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base = {"APPLICATION_ID": APP_ID}
+    assert Settings.load({**base, "TRUSTED_PROXY_HEADER": " X-Real-IP "}).trusted_proxy_header == (
+        "x-real-ip"
+    )
+    monkeypatch.setenv("MOESIF_TRUSTED_PROXY_HEADER", "Forwarded")
+    assert Settings.load(base).trusted_proxy_header == "forwarded"
+    for bad in ("X-Forwarded-For, Forwarded", "", 42):
+        with pytest.raises(ConfigurationError, match="TRUSTED_PROXY_HEADER"):
+            Settings.load({**base, "TRUSTED_PROXY_HEADER": bad})

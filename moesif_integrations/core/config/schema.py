@@ -312,8 +312,15 @@ class Settings:
     )
     trusted_proxies: Tuple[IPNetwork, ...] = option(
         _DEFAULT_TRUSTED_PROXIES,
-        "Proxies whose `X-Forwarded-For` / `Forwarded` headers are believed; empty trusts nobody.",
+        "Proxies whose `TRUSTED_PROXY_HEADER` is believed; empty trusts nobody.",
         kind=OptionKind.NETWORK_LIST,
+    )
+    trusted_proxy_header: str = option(
+        "x-forwarded-for",
+        "The one header the trusted proxies write the client's address to; no other is read. "
+        "`Forwarded` is read as RFC 7239 (its `for=` values), any other name as a "
+        "comma-separated list of addresses (`X-Forwarded-For`, `X-Real-IP`...).",
+        kind=OptionKind.HEADER,
     )
     mask_sensitive_headers: bool = option(
         True,
@@ -568,6 +575,7 @@ _KIND_OF_ANNOTATION: Dict[object, OptionKind] = {
 }
 _ANNOTATION_OF_KIND: Dict[OptionKind, object] = {
     OptionKind.URL: str,
+    OptionKind.HEADER: str,
     OptionKind.HOOK: Optional[Hook],
     OptionKind.STR_LIST: Tuple[str, ...],
     OptionKind.HEADER_LIST: Tuple[str, ...],

@@ -118,7 +118,7 @@ class EventBuilder:
         self._response_body_masks = frozenset(settings.response_body_masks)
         # The hook edits parsed bodies, so their original text would be stale.
         self._keep_text = settings.mask_event_model is None
-        self._client_ip = ClientIpResolver(settings.trusted_proxies)
+        self._client_ip = ClientIpResolver(settings.trusted_proxies, settings.trusted_proxy_header)
         self._request_masker = HeaderMasker(
             settings.mask_sensitive_headers, settings.request_header_masks, fingerprint_key
         )
