@@ -333,6 +333,13 @@ class Settings:
         5_000_000, "Bound on one batch's uncompressed JSON, in bytes.", minimum=10_000
     )
     shutdown_timeout: float = option(5.0, "Time the flush at exit may take, in seconds.", minimum=0)
+    flush_on_sigterm: bool = option(
+        True,
+        "When nothing but the default action is set for SIGTERM (waitress, a plain Python "
+        "server), set a handler that flushes within `SHUTDOWN_TIMEOUT`, then ends the process as "
+        "SIGTERM would. A handler the app or the server set (gunicorn, uvicorn) is never "
+        "replaced. Set only from the main thread.",
+    )
     connect_timeout: float = option(
         5.0, "Connect timeout of each call to the collector, in seconds.", above=0
     )
