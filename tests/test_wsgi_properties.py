@@ -68,13 +68,7 @@ class SocketLikeInput:
         return self._take(-1 if size is None else size)
 
     def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
+        return iter(self.readline, b"")
 
 
 # ---------------------------------------------------------------------------- the request
