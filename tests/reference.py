@@ -64,10 +64,13 @@ def find_header(headers: Dict[str, str], lower_name: str) -> Optional[str]:
 
 
 def client_ip(
-    remote_addr: Optional[str], headers: Dict[str, str], trusted: Tuple[IPNetwork, ...]
+    remote_addr: Optional[str],
+    headers: Dict[str, str],
+    trusted: Tuple[IPNetwork, ...],
+    header: str = "x-forwarded-for",
 ) -> Optional[str]:
-    """The client's address, believing forwarding headers only from trusted proxies (the rule
-    ClientIpResolver documents), computed afresh."""
+    """The client's address, believing the one forwarding header ``header`` only from trusted
+    proxies (the rule ClientIpResolver documents), computed afresh."""
 
     def is_trusted(address: Any) -> bool:
         return any(address in network for network in trusted)
@@ -80,13 +83,9 @@ def client_ip(
     if not is_trusted(peer):
         return str(peer)
     hops: List[str] = []
-    forwarded = find_header(headers, "forwarded")
-    if forwarded:
-        hops = forwarded_for(forwarded)
-    if not hops:
-        x_forwarded_for = find_header(headers, "x-forwarded-for")
-        if x_forwarded_for:
-            hops = x_forwarded_for.split(",")
+    value = find_header(headers, header.lower())
+    if value:
+        hops = forwarded_for(value) if header.lower() == "forwarded" else value.split(",")
     answer = peer
     for hop in reversed(hops):
         address = parse_ip(hop)

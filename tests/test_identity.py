@@ -170,14 +170,16 @@ def test_fuzz_never_raises() -> None:
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8"))
 
 
-def client_ip(peer: Optional[str], headers: Dict[str, str], trusted: Any) -> Optional[str]:
+def client_ip(
+    peer: Optional[str], headers: Dict[str, str], trusted: Any, header: str = "X-Forwarded-For"
+) -> Optional[str]:
     """The production answer (a fresh resolver, then the same one again from what it
     remembered), checked against the reference."""
-    resolver = ClientIpResolver(trusted)
+    resolver = ClientIpResolver(trusted, header)
     joined = join_headers(headers.items(), False)
     answer = resolver.resolve(peer, joined)
     assert resolver.resolve(peer, joined) == answer
-    assert answer == reference.client_ip(peer, headers, trusted)
+    assert answer == reference.client_ip(peer, headers, trusted, header)
     return answer
 
 
@@ -224,19 +226,30 @@ def test_forwarded_header_with_ipv6_brackets_and_quotes() -> None:
         "Forwarded": 'for="[2001:db8:cafe::17]:4711";proto=https, For=10.2.2.2;by=10.0.0.1',
         "X-Forwarded-For": "9.9.9.9",
     }
-    assert client_ip("10.0.0.2", headers, TRUSTED) == "2001:db8:cafe::17"
+    assert client_ip("10.0.0.2", headers, TRUSTED, "Forwarded") == "2001:db8:cafe::17"
+    assert client_ip("10.0.0.2", headers, TRUSTED) == "9.9.9.9"
 
 
-def test_forwarded_without_for_falls_back_to_x_forwarded_for() -> None:
+def test_only_the_one_trusted_proxy_header_is_read() -> None:
+    """A proxy that appends to X-Forwarded-For and passes the client's Forwarded through: the
+    client cannot choose its address by sending Forwarded; and the other way round."""
+    spoofed = {"Forwarded": "for=6.6.6.6", "X-Forwarded-For": "198.51.100.9"}
+    assert client_ip("10.0.0.2", spoofed, TRUSTED) == "198.51.100.9"
+    appended = {"X-Forwarded-For": "6.6.6.6", "Forwarded": "for=198.51.100.9"}
+    assert client_ip("10.0.0.2", appended, TRUSTED, "Forwarded") == "198.51.100.9"
+    # The one header absent: the proxy itself, never the other header.
+    assert client_ip("10.0.0.2", {"Forwarded": "for=6.6.6.6"}, TRUSTED) == "10.0.0.2"
     headers = {"Forwarded": "proto=https;host=example.com", "X-Forwarded-For": "192.0.2.60"}
-    assert client_ip("10.0.0.2", headers, TRUSTED) == "192.0.2.60"
+    assert client_ip("10.0.0.2", headers, TRUSTED, "Forwarded") == "10.0.0.2"
+    # Any header a proxy writes a client address to.
+    assert client_ip("10.0.0.2", {"X-Real-IP": "192.0.2.7"}, TRUSTED, "X-Real-IP") == "192.0.2.7"
 
 
 @pytest.mark.parametrize("hidden", ["unknown", "_hidden", '"_SEVKISEK"', "garbage"])
 def test_a_hop_that_is_not_an_address_ends_the_walk(hidden: str) -> None:
     headers = {"Forwarded": f"for=6.6.6.6, for={hidden}, for=10.3.3.3"}
     # What lies beyond the hidden hop was written by someone we do not trust.
-    assert client_ip("10.0.0.2", headers, TRUSTED) == "10.3.3.3"
+    assert client_ip("10.0.0.2", headers, TRUSTED, "Forwarded") == "10.3.3.3"
     headers = {"X-Forwarded-For": f"6.6.6.6, {hidden}"}
     assert client_ip("10.0.0.2", headers, TRUSTED) == "10.0.0.2"
 
@@ -267,8 +280,8 @@ def test_client_ip_fuzz_never_raises() -> None:
     alphabet = '0123456789abcdef.:[]",; =_forFOR\u00e9'
     for _ in range(2000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
-        for headers in ({"Forwarded": text}, {"X-Forwarded-For": text}):
-            result = client_ip("10.0.0.1", headers, TRUSTED)
+        for header in ("Forwarded", "X-Forwarded-For"):
+            result = client_ip("10.0.0.1", {header: text}, TRUSTED, header)
             assert result is None or ipaddress.ip_address(result)
 
 

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import random
+import subprocess
+import sys
 import uuid
+from typing import Any, List
 
 import pytest
+from wsgi_client import call
 
+from moesif_integrations import MoesifMiddleware
 from moesif_integrations.core.capture.ids import new_transaction_id, transaction_id_for
 
 
@@ -44,3 +50,43 @@ def test_a_forked_child_never_hands_out_its_parents_ids() -> None:
     parent_ids = {new_transaction_id() for _ in range(10)}
     assert len(child_ids) == 10
     assert not child_ids & parent_ids
+
+
+_SEEDED_IDS = """
+import random, sys
+sys.path[:0] = {paths!r}
+random.seed(1234)
+from moesif_integrations.core.capture.ids import new_transaction_id
+print(" ".join(new_transaction_id() for _ in range(3)))
+"""
+
+
+def test_workers_that_seed_random_alike_still_make_distinct_ids() -> None:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = _SEEDED_IDS.format(paths=[root])
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        ).stdout.split()
+        for _ in range(2)
+    ]
+    assert len(outputs[0]) == 3
+    assert not set(outputs[0]) & set(outputs[1])
+
+
+def test_wrapping_an_app_leaves_its_seeded_random_sequence_unchanged() -> None:
+    def app(environ: Any, start_response: Any) -> List[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [repr(random.random()).encode()]
+
+    def draws(wsgi_app: Any) -> List[bytes]:
+        random.seed(99)
+        return [call(wsgi_app, "GET", "/").body for _ in range(200)]  # several id batches
+
+    wrapped = MoesifMiddleware(
+        app, {"APPLICATION_ID": "seeded-app", "BASE_URI": "http://127.0.0.1:9"}
+    )
+    try:
+        assert draws(wrapped) == draws(app)
+    finally:
+        wrapped.shutdown(timeout=0)

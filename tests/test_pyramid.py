@@ -396,7 +396,7 @@ def test_request_bodies_read_by_webob_or_not_at_all(collector: Any) -> None:
     client.post("/ignore", b'{"unread": true}', content_type="application/json")
     echo, ignored = sorted(events_of(app, collector, 2), key=lambda e: e["request"]["uri"])
     assert echo["request"]["body"] == big
-    assert ignored["request"]["body"] == {"unread": True}
+    assert "body" not in ignored["request"]  # the capture reads nothing the app left unread
 
 
 # ---------------------------------------------------------------------------- identity

@@ -205,8 +205,9 @@ def test_file_wrapper_download_is_intact_and_uncaptured(
     assert event["response"].get("body") is None
 
 
-# waitress installs no SIGTERM handler: SIGTERM kills it before any at-exit hook can run (see
-# the report). Its orderly stop is SIGINT (Ctrl-C), which ends in a normal interpreter exit.
+# waitress installs no SIGTERM handler (see test_sigterm_under_waitress_delivers_what_was_queued
+# for the one the integration sets); its orderly stop is SIGINT (Ctrl-C), a normal interpreter
+# exit.
 STOP_SIGNALS = {
     "wsgiref": signal.SIGTERM,
     "waitress": signal.SIGINT,
@@ -231,6 +232,33 @@ def test_stopping_the_server_flushes_what_was_queued(
         assert served.stop(STOP_SIGNALS[name]) == 0, served.output()
     events = settle(collector, 25)
     assert sorted(int(e["request"]["uri"].rsplit("/", 1)[1]) for e in events) == list(range(25))
+
+
+@pytest.mark.parametrize("flush_on_sigterm", [True, False])
+@pytest.mark.skipif(not installed("waitress"), reason="waitress is not installed")
+def test_sigterm_under_waitress_delivers_what_was_queued(
+    flush_on_sigterm: bool, collector: Collector, tmp_path: Any
+) -> None:
+    """docker stop, Kubernetes: SIGTERM to a server that sets no handler for it. The integration
+    flushes within SHUTDOWN_TIMEOUT, then SIGTERM ends the process as it would have."""
+    env = moesif_env(
+        collector,
+        EVENT_BATCH_TIMEOUT=3600,  # only the flush on SIGTERM can deliver these events
+        SHUTDOWN_TIMEOUT=5,
+        FLUSH_ON_SIGTERM=flush_on_sigterm,
+    )
+    with serve_named("waitress", env, log_dir=tmp_path) as served:
+        for index in range(40):
+            assert served.request("GET", f"/items/{index}").status == 200
+        assert served.wait_recorded(40)["queued"] == 40
+        assert served.stop(signal.SIGTERM) == -signal.SIGTERM, served.output()
+    assert served.exit_seconds is not None and served.exit_seconds < 5 + 1.5
+    if flush_on_sigterm:
+        events = settle(collector, 40)
+        assert sorted(int(e["request"]["uri"].rsplit("/", 1)[1]) for e in events) == list(range(40))
+    else:
+        time.sleep(0.3)
+        assert collector.event_count() == 0
 
 
 def interleaved_medians(apps: List[ServedApp], count: int) -> List[float]:

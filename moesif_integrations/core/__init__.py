@@ -17,7 +17,6 @@ from .capture.asgi import (
     AsyncStreamTee,
     capture_request_body,
     exchange_from_scope,
-    receive_unread_body,
 )
 from .capture.exchange import Capture, Exchange
 from .capture.ids import transaction_id_for
@@ -72,6 +71,5 @@ __all__ = [
     "exchange_from_scope",
     "find_option",
     "logger",
-    "receive_unread_body",
     "transaction_id_for",
 ]

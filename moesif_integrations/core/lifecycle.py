@@ -7,6 +7,11 @@
   down within ONE budget, the largest SHUTDOWN_TIMEOUT among them, so exit never takes longer
   than that however many integrations the process has. Events go first (they carry the API
   calls), profile updates get what is left.
+- SIGTERM (``docker stop``, Kubernetes, ``kill``) ends a process without at-exit hooks when
+  nothing handles it. Where nothing but the default action is set for it (waitress, a plain
+  Python server), ``flush_on_sigterm`` sets a handler that runs the same exit flush within the
+  same budget, then lets SIGTERM end the process as it would have. A handler the app or the
+  server set (gunicorn, uvicorn) is never replaced; theirs run the at-exit hooks already.
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
+import threading
 import time
 import weakref
-from typing import Any, List
+from types import FrameType
+from typing import Any, List, Optional
 
 # The package logger, by name: logs.py registers with this module, so it cannot be imported.
 logger = logging.getLogger("moesif_integrations")
@@ -52,6 +60,49 @@ def flush_all(timeout: float) -> bool:
         budget = max(0.0, deadline - time.monotonic())
         delivered = bool(owner.flush(budget)) and delivered
     return delivered
+
+
+def flush_on_sigterm() -> bool:
+    """Sets the SIGTERM handler described above when nothing but the default action is set and
+    this is the main thread (Python lets only the main thread set handlers); True when the
+    handler is (or already was) in place."""
+    if not hasattr(signal, "SIGTERM"):
+        return False
+    try:
+        current = signal.getsignal(signal.SIGTERM)
+        if current is _on_sigterm:
+            return True
+        if current is not signal.SIG_DFL:
+            return False  # the app's, the server's, or ignored: theirs to keep
+        if threading.current_thread() is not threading.main_thread():
+            logger.info(
+                "SIGTERM: the integration was made outside the main thread, so no handler was "
+                "set; events still queued when SIGTERM ends the process are lost (flush or "
+                "shut down the integration from your own handler)"
+            )
+            return False
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # an embedded interpreter that refuses signals
+        return False
+    return True
+
+
+def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
+    """Flushes within the exit budget, then ends the process by SIGTERM's default action.
+
+    The flush runs on its own thread, joined for the budget: the interrupted main thread may hold
+    a lock the flush needs (a request served on the main thread), and the process must end
+    regardless.
+    """
+    owners = [owner for owner in list(_exit_flushed) if not owner.closed]
+    if owners:
+        budget = max(owner.shutdown_timeout for owner in owners)
+        flushing = threading.Thread(target=_shut_down_all, name="moesif-sigterm", daemon=True)
+        flushing.start()
+        # One second beyond the budget: each owner's shutdown keeps within it already.
+        flushing.join(budget + 1.0)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def _after_fork_in_child() -> None:

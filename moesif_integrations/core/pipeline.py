@@ -19,6 +19,7 @@ from .delivery import EventDelivery
 from .delivery.event_senders import SenderThreads
 from .delivery.process import ProcessDelivery
 from .delivery.profile_senders import ProfileClient
+from .lifecycle import flush_on_sigterm
 from .logs import LogOnce, logger
 from .record import ExchangeRecord
 from .wire.event import EventEncoder
@@ -42,6 +43,8 @@ class Pipeline:
             )
         # Users, companies, subscriptions and actions; no thread or network until first used.
         self.profiles = ProfileClient(settings, self.counters)
+        if settings.flush_on_sigterm and settings.enabled:
+            flush_on_sigterm()
         if settings.debug:
             logger.debug(
                 "Moesif capture configured: collector %s, bodies %s, %d sender threads%s",

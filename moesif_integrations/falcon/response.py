@@ -19,9 +19,7 @@ from ..core import (
     ReadTee,
     ResponseIterator,
     SizedResponseIterator,
-    receive_unread_body,
 )
-from .request import never_read
 
 Headers = List[Tuple[str, str]]
 
@@ -52,9 +50,6 @@ def respond(exchange: Exchange, req: Any, resp: Any) -> None:
 
 async def respond_async(exchange: Exchange, req: Any, resp: Any) -> None:
     """ASGI: the same, with Falcon's async rendering and async streams."""
-    if never_read(req):
-        # Like the WSGI tee: a short body the resource never read is received after it.
-        await receive_unread_body(exchange)
     if not _prepare(exchange, req, resp):
         return
     try:

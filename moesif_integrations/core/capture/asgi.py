@@ -98,47 +98,23 @@ def capture_request_body(
     return tee
 
 
-async def receive_unread_body(exchange: Exchange) -> None:
-    """Receives a short body the app never read (``Exchange.short_unread_length``), so it is
-    still captured; for an adapter that knows the app never pulled it."""
-    tee = exchange.tee
-    length = exchange.short_unread_length()
-    if isinstance(tee, ReceiveTee) and length:
-        try:
-            await tee.drain_unread(length)
-        except Exception:  # the client went away; what came is what we have
-            pass
-
-
 class ReceiveTee:
-    """Wraps an ASGI ``receive``: the request body events the app pulls are copied, boundedly."""
+    """Wraps an ASGI ``receive``: the request body events the app pulls are copied, boundedly.
+    Nothing is received for the capture alone: a body the app never pulled goes unrecorded."""
 
-    __slots__ = ("_receive", "_capture", "done")
+    __slots__ = ("_receive", "_capture")
 
     def __init__(self, receive: Receive, capture: BodyCapture) -> None:
         self._receive = receive
         self._capture = capture
-        # True once the body's last event (or a disconnect) went by.
-        self.done = False
 
     async def __call__(self) -> AsgiEvent:
         event = await self._receive()
-        kind = event.get("type")
-        if kind == "http.request":
+        if event.get("type") == "http.request":
             body = event.get("body")
             if body:
                 self._capture.add(body)
-            if not event.get("more_body"):
-                self.done = True
-        elif kind == "http.disconnect":
-            self.done = True
         return event
-
-    async def drain_unread(self, content_length: int) -> None:
-        """Receives a body the app never touched, so a short body is still captured; only
-        called for a declared length within the capture limit, so it never reads without end."""
-        while not self.done and self._capture.size < content_length:
-            await self()
 
 
 class AsyncReadTee:

@@ -8,13 +8,16 @@ response ends, ``finish`` ends the exchange once and hands the record to the sin
 
 from __future__ import annotations
 
+import logging
 from time import time as _time
 from typing import Any, Dict, Optional, Sequence, Tuple
+from uuid import UUID
 
 from ..decide.governance import Block
+from ..logs import LogOnce
 from ..record import ExchangeRecord, Headers
 from .sink import CaptureSink
-from .tees import BodyCapture, InputTee
+from .tees import BodyCapture
 
 HookArguments = Sequence[Any]
 # Where adapters and hooks find the exchange of a WSGI request in flight.
@@ -154,14 +157,6 @@ class Exchange(ExchangeRecord):
         body = self.request_capture = BodyCapture(self.capture.request_limit)
         return body
 
-    def short_unread_length(self) -> int:
-        """The declared length of the request body when it fits the capture limit, else 0: a
-        body that short, which the app never read, is read after the response so that it is
-        still captured (never an endless upload). Each protocol knows whether the app read."""
-        body = self.request_capture
-        length = self.declared_length
-        return length if body is not None and 0 < length <= body.limit else 0
-
     def governance(self) -> Optional[Block]:
         """The Block that answers for the app, when governance rules say so (noted in the
         record); None when the app is to run."""
@@ -214,15 +209,14 @@ class Exchange(ExchangeRecord):
         capture = self.capture
         call = capture.sink.call_hook
         if capture.identify_user is not None:
-            self.user_id = _as_text(call("IDENTIFY_USER", capture.identify_user, *user_args))
+            user = call("IDENTIFY_USER", capture.identify_user, *user_args)
+            self.user_id = _as_text("IDENTIFY_USER", user)
         if capture.identify_company is not None:
-            self.company_id = _as_text(
-                call("IDENTIFY_COMPANY", capture.identify_company, *user_args)
-            )
+            company = call("IDENTIFY_COMPANY", capture.identify_company, *user_args)
+            self.company_id = _as_text("IDENTIFY_COMPANY", company)
         if capture.get_session_token is not None:
-            self.session_token = _as_text(
-                call("GET_SESSION_TOKEN", capture.get_session_token, *args)
-            )
+            token = call("GET_SESSION_TOKEN", capture.get_session_token, *args)
+            self.session_token = _as_text("GET_SESSION_TOKEN", token)
         if capture.get_metadata is not None:
             self.metadata = call("GET_METADATA", capture.get_metadata, *args)
 
@@ -251,18 +245,11 @@ class Exchange(ExchangeRecord):
             self.status = 500
 
     def _take_bodies(self, error: bool) -> None:
-        """The bodies' copies into the record; a short request body the app never read (WSGI)
-        is read first (see short_unread_length)."""
+        """The bodies' copies into the record: of the request body, what the app read (nothing
+        more is read for the capture: a declared body that never comes must neither hold the
+        worker nor delay the response); its size as declared when that is more."""
         body = self.request_capture
         if body is not None:
-            tee = self.tee
-            if not error and isinstance(tee, InputTee) and tee.reads == 0:
-                length = self.short_unread_length()
-                if length:
-                    try:
-                        tee.drain_unread(length)
-                    except Exception:  # the client went away; what was read is what we have
-                        pass
             self.request_body = body.value()
             self.request_body_size = max(body.size, self.declared_length)
         body = self.response_capture
@@ -281,7 +268,24 @@ class Exchange(ExchangeRecord):
         self.environ = self.tee = self.request_capture = self.response_capture = None
 
 
-def _as_text(value: Any) -> Optional[str]:
+_identity_problems = LogOnce()
+
+
+def _as_text(hook_name: str, value: Any) -> Optional[str]:
+    """An identification hook's answer as the event's text: a str as it is, an int or a UUID as
+    its text; anything else (a dict, bytes, a model object) is refused, with one warning, rather
+    than recorded as its Python repr."""
     if value is None or value == "":
         return None
-    return value if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, UUID)) and not isinstance(value, bool):
+        return str(value)
+    _identity_problems.log(
+        f"identity-{hook_name}",
+        logging.WARNING,
+        "%s returned a %s, not a str, int or UUID; the event is recorded without it",
+        hook_name,
+        type(value).__name__,
+    )
+    return None

@@ -1,17 +1,19 @@
-"""Transaction ids: one UUID per exchange, a client's own id reused only when it is a UUID."""
+"""Transaction ids: one UUID per exchange, a client's own id reused only when it is a UUID.
+
+New ids come from the operating system's randomness (``os.urandom``), never from the
+process-global ``random`` module: workers that seed ``random`` alike still make distinct ids, and
+the app's own seeded ``random`` sequence is the same with or without the capture.
+"""
 
 from __future__ import annotations
 
 import os
-import random
 import re
 from typing import List, Optional
 
 _UUID_TEXT = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
-# random is reseeded in a forked child by the interpreter, so children never repeat ids.
-_bits = random.getrandbits
 # Ids are made in batches and handed out from a pool: str(uuid.uuid4()) per request instead
 # costs 19,500 instructions more per Flask GET (2.7 µs; benchmarks/overhead.py --instructions).
 _BATCH = 64
@@ -19,7 +21,7 @@ _BATCH = 64
 # columns are then overwritten in C, each by one slice assignment over the whole batch: the
 # dashes, the version digit "4", the variant digit (8, 9, a or b) and the separator.
 _WIDTH = 37
-_DIGITS = _BATCH * _WIDTH
+_DIGITS = _BATCH * _WIDTH  # even: two hex digits per random byte
 _DASH_COLUMNS = (8, 13, 18, 23)
 _VERSION_COLUMN = 14
 _VARIANT_COLUMN = 19
@@ -33,7 +35,7 @@ _pool: List[str] = []
 
 
 def _refill() -> None:
-    text = bytearray(f"{_bits(_DIGITS * 4):0{_DIGITS}x}", "ascii")
+    text = bytearray(os.urandom(_DIGITS // 2).hex(), "ascii")
     for column in _DASH_COLUMNS:
         text[column::_WIDTH] = _DASHES
     text[_VERSION_COLUMN::_WIDTH] = _VERSIONS

@@ -48,27 +48,26 @@ class BodyCapture:
 class InputTee:
     """Wraps ``wsgi.input``: the app reads as usual, the capture sees what it read.
 
+    The capture never reads on its own: a declared body that never comes must not hold the
+    worker nor delay the response, so what the app left unread goes unrecorded.
+
     Chunked uploads (no Content-Length) are captured the same way, since the tee sees bytes, not
     headers.
     """
 
-    __slots__ = ("_input", "capture", "reads")
+    __slots__ = ("_input", "capture")
 
     def __init__(self, wsgi_input: IO[bytes], capture: BodyCapture) -> None:
         self._input = wsgi_input
         self.capture = capture
-        # How many read calls the app made; zero means the app never looked at the body.
-        self.reads = 0
 
     def read(self, size: Optional[int] = -1, *args: Any) -> bytes:
-        self.reads += 1
         data = self._input.read(-1 if size is None else size, *args)
         if data:
             self.capture.add(data)
         return data
 
     def read1(self, size: Optional[int] = -1, *args: Any) -> bytes:
-        self.reads += 1
         read1 = getattr(self._input, "read1", None)
         data = (read1 or self._input.read)(-1 if size is None else size, *args)
         if data:
@@ -78,7 +77,6 @@ class InputTee:
     def readinto(self, buffer: Any) -> Optional[int]:
         # Werkzeug reads through readinto when the input has one; delegating it through
         # __getattr__ would bypass the capture.
-        self.reads += 1
         readinto = getattr(self._input, "readinto", None)
         if readinto is None:  # PEP 3333 promises only read()
             data = self._input.read(len(buffer))
@@ -92,14 +90,12 @@ class InputTee:
         return count
 
     def readline(self, size: Optional[int] = -1, *args: Any) -> bytes:
-        self.reads += 1
         data = self._input.readline(-1 if size is None else size, *args)
         if data:
             self.capture.add(data)
         return data
 
     def readlines(self, hint: Optional[int] = -1, *args: Any) -> List[bytes]:
-        self.reads += 1
         lines = self._input.readlines(-1 if hint is None else hint, *args)
         for line in lines:
             self.capture.add(line)
@@ -118,20 +114,6 @@ class InputTee:
         # Servers hang extras on their input objects (gunicorn's Body, waitress' buffers);
         # anything the tee does not define is the original's.
         return getattr(self._input, name)
-
-    def drain_unread(self, content_length: int) -> None:
-        """Reads a body the app never touched, so a short body is still captured.
-
-        Only called after the response is done and only for a declared length within the
-        capture limit, so it never blocks on an endless upload.
-        """
-        remaining = content_length
-        while remaining > 0:
-            data = self._input.read(min(remaining, 65536))
-            if not data:
-                break
-            self.capture.add(data)
-            remaining -= len(data)
 
 
 class Finishing(Protocol):

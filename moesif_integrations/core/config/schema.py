@@ -215,17 +215,20 @@ class Settings:
     identify_user: Optional[Hook] = option(
         None,
         "`(app, environ, response_headers) -> user id`; "
-        "without it the user id is read from the authorization header.",
+        "without it the user id is read from the authorization header. "
+        "A str, or an int or UUID (recorded as text); anything else is refused with a warning.",
         kind=OptionKind.HOOK,
     )
     identify_company: Optional[Hook] = option(
         None,
-        "`(app, environ, response_headers) -> company id`.",
+        "`(app, environ, response_headers) -> company id`: "
+        "a str, or an int or UUID (recorded as text); anything else is refused with a warning.",
         kind=OptionKind.HOOK,
     )
     get_metadata: Optional[Hook] = option(
         None,
-        "`(app, environ) -> dict` of custom metadata recorded on the event.",
+        "`(app, environ) -> dict` of custom metadata recorded on the event; anything else, "
+        "or a dict that cannot be serialised to JSON, is left out of the event with a warning.",
         kind=OptionKind.HOOK,
     )
     get_session_token: Optional[Hook] = option(
@@ -309,8 +312,15 @@ class Settings:
     )
     trusted_proxies: Tuple[IPNetwork, ...] = option(
         _DEFAULT_TRUSTED_PROXIES,
-        "Proxies whose `X-Forwarded-For` / `Forwarded` headers are believed; empty trusts nobody.",
+        "Proxies whose `TRUSTED_PROXY_HEADER` is believed; empty trusts nobody.",
         kind=OptionKind.NETWORK_LIST,
+    )
+    trusted_proxy_header: str = option(
+        "x-forwarded-for",
+        "The one header the trusted proxies write the client's address to; no other is read. "
+        "`Forwarded` is read as RFC 7239 (its `for=` values), any other name as a "
+        "comma-separated list of addresses (`X-Forwarded-For`, `X-Real-IP`...).",
+        kind=OptionKind.HEADER,
     )
     mask_sensitive_headers: bool = option(
         True,
@@ -323,6 +333,13 @@ class Settings:
         5_000_000, "Bound on one batch's uncompressed JSON, in bytes.", minimum=10_000
     )
     shutdown_timeout: float = option(5.0, "Time the flush at exit may take, in seconds.", minimum=0)
+    flush_on_sigterm: bool = option(
+        True,
+        "When nothing but the default action is set for SIGTERM (waitress, a plain Python "
+        "server), set a handler that flushes within `SHUTDOWN_TIMEOUT`, then ends the process as "
+        "SIGTERM would. A handler the app or the server set (gunicorn, uvicorn) is never "
+        "replaced. Set only from the main thread.",
+    )
     connect_timeout: float = option(
         5.0, "Connect timeout of each call to the collector, in seconds.", above=0
     )
@@ -565,6 +582,7 @@ _KIND_OF_ANNOTATION: Dict[object, OptionKind] = {
 }
 _ANNOTATION_OF_KIND: Dict[OptionKind, object] = {
     OptionKind.URL: str,
+    OptionKind.HEADER: str,
     OptionKind.HOOK: Optional[Hook],
     OptionKind.STR_LIST: Tuple[str, ...],
     OptionKind.HEADER_LIST: Tuple[str, ...],

@@ -36,6 +36,7 @@ class OptionKind(enum.Enum):
     URL = "URL"
     HOOK = "callable"
     STR_LIST = "list of strings"
+    HEADER = "header name"
     HEADER_LIST = "list of header names"
     NETWORK_LIST = "list of IP networks"
 
@@ -85,6 +86,8 @@ def expectation(kind: OptionKind, bounds: Bounds, *, text: bool) -> str:
         return f"{noun} {limits}" if limits else noun
     if kind is OptionKind.STR:
         return "a string"
+    if kind is OptionKind.HEADER:
+        return "one HTTP header name, such as X-Forwarded-For"
     if kind is OptionKind.OPTIONAL_STR:
         return "a string or None"
     if kind is OptionKind.URL:
@@ -151,7 +154,7 @@ def _from_text(kind: OptionKind, bounds: Bounds, raw: str) -> Any:
         return _resolve_hook_name(stripped) if stripped else None
     if kind in (OptionKind.STR_LIST, OptionKind.HEADER_LIST, OptionKind.NETWORK_LIST):
         return split_list_text(stripped)
-    return stripped  # STR, URL
+    return stripped  # STR, HEADER, URL
 
 
 def _from_typed(kind: OptionKind, bounds: Bounds, value: Any, *, text: bool) -> Any:
@@ -181,6 +184,10 @@ def _from_typed(kind: OptionKind, bounds: Bounds, value: Any, *, text: bool) -> 
         if value is not None and not isinstance(value, str):
             raise InvalidValueError(expected)
         return value
+    if kind is OptionKind.HEADER:
+        if not isinstance(value, str) or not _HEADER_NAME.match(value.strip()):
+            raise InvalidValueError(expected)
+        return value.strip().lower()
     if kind is OptionKind.URL:
         if not isinstance(value, str):
             raise InvalidValueError(expected)

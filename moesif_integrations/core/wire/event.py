@@ -118,7 +118,7 @@ class EventBuilder:
         self._response_body_masks = frozenset(settings.response_body_masks)
         # The hook edits parsed bodies, so their original text would be stale.
         self._keep_text = settings.mask_event_model is None
-        self._client_ip = ClientIpResolver(settings.trusted_proxies)
+        self._client_ip = ClientIpResolver(settings.trusted_proxies, settings.trusted_proxy_header)
         self._request_masker = HeaderMasker(
             settings.mask_sensitive_headers, settings.request_header_masks, fingerprint_key
         )
@@ -159,7 +159,7 @@ class EventBuilder:
                     request_headers,
                     self._request_body_masks,
                 )
-            if record.response_body is not None:
+            if record.response_body is not None and _may_have_body(record.method, record.status):
                 response_body = self._body(
                     record.response_body,
                     record.response_body_size,
@@ -234,6 +234,12 @@ class EventBuilder:
         return None if transfer_encoding is None else (body, transfer_encoding)
 
 
+def _may_have_body(method: str, status: int) -> bool:
+    """Whether the response carries a body on the wire (RFC 9110): none to HEAD, none with 1xx,
+    204 or 304, whatever the app gave the server."""
+    return method != "HEAD" and status >= 200 and status != 204 and status != 304
+
+
 def _metadata(metadata: Any) -> Any:
     if metadata is None or isinstance(metadata, dict):
         return metadata
@@ -271,14 +277,30 @@ class EventEncoder:
         try:
             return serialize_event(event)
         except UnserializableEventError as exc:
-            self.counters.add("dropped_unserializable")
-            self._problems.log(
-                "unserializable",
-                logging.WARNING,
-                "an event could not be serialised to JSON (%s); it was dropped",
-                exc,
-            )
-            return None
+            error = exc
+        if event.get("metadata") is not None:
+            # Metadata JSON cannot hold is left out, as a non-dict is; the event still goes.
+            event["metadata"] = None
+            try:
+                data = serialize_event(event)
+            except UnserializableEventError:
+                pass
+            else:
+                self._problems.log(
+                    "metadata-unserializable",
+                    logging.WARNING,
+                    "event metadata could not be serialised to JSON (%s); sent without metadata",
+                    error,
+                )
+                return data
+        self.counters.add("dropped_unserializable")
+        self._problems.log(
+            "unserializable",
+            logging.WARNING,
+            "an event could not be serialised to JSON (%s); it was dropped",
+            error,
+        )
+        return None
 
 
 def fingerprint_key(settings: Settings) -> bytes:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import binascii
 import ipaddress
 import json
-from typing import Any, Dict, List, Optional, Tuple, Union, cast
+import logging
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union, cast
 
 from ..config.values import IPNetwork
+from ..logs import LogOnce
 from .headers import IndexedHeaders
 from .memo import Memo
 
@@ -175,19 +177,30 @@ def forwarded_for(value: str) -> List[str]:
     return found
 
 
+_SPELLING = {"x-forwarded-for": "X-Forwarded-For", "forwarded": "Forwarded"}
+_problems = LogOnce()
+
+
+def _comma_separated(value: str) -> List[str]:
+    """The hops of an ``X-Forwarded-For``-like header, in order."""
+    return value.split(",")
+
+
 # Verdicts remembered per resolver: past this many addresses, they are computed each time.
 _VERDICT_LIMIT = 4096
 Verdict = Tuple[Optional[str], bool]
 
 
 class ClientIpResolver:
-    """The client's address for one TRUSTED_PROXIES setting, believing forwarding headers only
-    from trusted proxies.
+    """The client's address for one TRUSTED_PROXIES and TRUSTED_PROXY_HEADER setting, believing
+    that one header, and only from trusted proxies.
 
     The peer is the server's ``REMOTE_ADDR``; None when the server gave none or it is not an
     address (a forwarding header is never believed without a trusted peer, so None is the safe
     answer). A peer outside the trusted networks is the client. Behind a trusted peer the hops
-    of ``Forwarded`` (its ``for=`` values; used when it has any) or else ``X-Forwarded-For`` are
+    of the one header the proxies write are read (``Forwarded``: its ``for=`` values; any other
+    header: its comma-separated values); no other header is ever read, so a client cannot
+    inject hops through a header the proxy passes through untouched. The hops are
     walked from right to left, skipping trusted addresses: the first untrusted one is the
     client; if all are trusted, the left-most. A hop that is not an address (``unknown``, an
     obfuscated ``_hidden`` id, garbage) ends the walk: a proxy we trust hid what lies beyond it,
@@ -199,8 +212,12 @@ class ClientIpResolver:
     again, and parsing an address and testing it against networks is slow pure Python.
     """
 
-    def __init__(self, trusted: Tuple[IPNetwork, ...]) -> None:
+    def __init__(self, trusted: Tuple[IPNetwork, ...], header: str = "x-forwarded-for") -> None:
         self._trusted = trusted
+        self._header = header = header.lower()
+        self._hops_of: Callable[[str], List[str]] = (
+            forwarded_for if header == "forwarded" else _comma_separated
+        )
         # Address text -> (the address as text or None, whether it is a trusted proxy); each
         # remembered verdict spares about 48k instructions per event (valgrind). Peers and
         # hops apart: hops are written by clients, who must not crowd the peers out.
@@ -226,14 +243,11 @@ class ClientIpResolver:
         return str(address), any(address in network for network in self._trusted)
 
     def _walk(self, peer: Optional[str], headers: IndexedHeaders) -> Optional[str]:
-        hops: List[str] = []
-        forwarded = headers.find("forwarded")
-        if forwarded:
-            hops = forwarded_for(forwarded)
-        if not hops:
-            forwarded_for_value = headers.find("x-forwarded-for")
-            if forwarded_for_value:
-                hops = forwarded_for_value.split(",")
+        value = headers.find(self._header)
+        if not value:
+            self._hint_at_other_header(headers)
+            return peer
+        hops = self._hops_of(value)
         answer = peer
         for hop in reversed(hops):
             text, is_trusted = self._hops[hop]
@@ -243,3 +257,22 @@ class ClientIpResolver:
             if not is_trusted:
                 break
         return answer
+
+    def _hint_at_other_header(self, headers: IndexedHeaders) -> None:
+        """A trusted proxy that wrote no TRUSTED_PROXY_HEADER but the other standard header
+        (before TRUSTED_PROXY_HEADER, ``Forwarded`` was read first): says once which setting
+        would read it. That header is still not believed: the proxy may pass it through from
+        the client."""
+        other = "x-forwarded-for" if self._header == "forwarded" else "forwarded"
+        if headers.find(other):
+            _problems.log(
+                f"proxy-header-{other}",
+                logging.WARNING,
+                "requests from trusted proxies carry %s but not %s (TRUSTED_PROXY_HEADER): the "
+                "proxy's address is recorded as the client's. If the proxy writes %s itself, "
+                "set TRUSTED_PROXY_HEADER to %s",
+                _SPELLING.get(other, other),
+                _SPELLING.get(self._header, self._header),
+                _SPELLING.get(other, other),
+                _SPELLING.get(other, other),
+            )
