@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import urllib.parse
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import pytest
@@ -327,3 +328,79 @@ def test_numbers_have_sane_upper_bounds(key: str, value: Any, expected: str) -> 
         Settings.load({"APPLICATION_ID": APP_ID, key: value}, environ={})
     assert str(raised.value).startswith(f"{key} (settings dict): got ")
     assert expected in str(raised.value)
+
+
+# ------------------------------------------------------------- rejected with no logging set up
+
+REJECTED_SCRIPT = """
+    import logging
+    from moesif_integrations import MoesifMiddleware
+    from wsgi_client import call
+
+    {SETUP}
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    mw = MoesifMiddleware(app, {{"APPLICATION_ID": "a-wrong-application-id", "BASE_URI": "{URL}",
+                                 "EVENT_BATCH_TIMEOUT": 0.05, "DELIVERY_PROCESS": {PROCESS}}})
+    for _ in range(3):
+        call(mw)
+        mw.flush(timeout=10)
+    print("failed:", mw.stats()["failed"])
+"""
+
+TOLD_ONCE = "(shown once on stderr: no logging handler is configured"
+
+
+def run_rejected(collector: Collector, setup: str = "", process: bool = False) -> str:
+    """The stderr of a process whose events the collector all rejects."""
+    script = REJECTED_SCRIPT.format(SETUP=setup, URL=collector.url, PROCESS=process)
+    done = run_script(script)
+    assert done.returncode == 0, done.stderr
+    assert "failed: 3" in done.stdout
+    return done.stderr
+
+
+@pytest.mark.parametrize("status", [401, 403])
+@pytest.mark.parametrize("process", [False, True], ids=["threads", "delivery-process"])
+def test_a_rejected_application_id_is_told_once_without_logging_configured(
+    collector: Collector, status: int, process: bool
+) -> None:
+    collector.fail(status=status)
+    stderr = run_rejected(collector, process=process)
+    lines = [line for line in stderr.splitlines() if "refused the application id" in line]
+    assert lines == [
+        f"moesif_integrations ERROR: the collector refused the application id ({status}): "
+        f"check APPLICATION_ID; 1 events dropped {TOLD_ONCE} for the 'moesif_integrations' "
+        "logger)"
+    ], stderr
+    assert "a-wrong-application-id" not in stderr and "a-wr" not in stderr
+    assert collector.request_count() == 3
+
+
+def test_configured_logging_gets_the_line_and_stderr_gets_no_second_copy(
+    collector: Collector,
+) -> None:
+    collector.fail(status=401)
+    stderr = run_rejected(collector, "logging.basicConfig(format='LOGGED %(message)s')")
+    assert TOLD_ONCE not in stderr
+    lines = [line for line in stderr.splitlines() if "refused the application id" in line]
+    assert lines == [
+        "LOGGED the collector refused the application id (401): check APPLICATION_ID; "
+        "1 events dropped"
+    ], stderr
+
+
+def test_a_silenced_package_logger_stays_silent(collector: Collector) -> None:
+    collector.fail(status=401)
+    stderr = run_rejected(collector, "logging.getLogger('moesif_integrations').disabled = True")
+    assert "refused" not in stderr, stderr
+
+
+def test_the_protocol_document_lists_the_default_fields() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
+    bullet = text.split("- **Fields masked by default**", 1)[1].split("\n- ", 1)[0]
+    listed = set(re.findall(r"`([^`]+)`", bullet.split("bodies of requests and responses:")[1]))
+    assert listed == set(SENSITIVE_FIELDS)
