@@ -24,7 +24,7 @@ from moesif_integrations.core.config.schema import ConfigurationError, Settings
 from moesif_integrations.core.counters import Counters
 from moesif_integrations.core.record import ExchangeRecord
 from moesif_integrations.core.wire.event import EventEncoder, fingerprint_key
-from moesif_integrations.core.wire.fields import SENSITIVE_FIELDS
+from moesif_integrations.core.wire.fields import SENSITIVE_FIELDS, field_names, mask_urlencoded
 
 APP_ID = "privacy-app-id-0123456789"
 MASKED_IN_URL = "%3Cmasked%3E"
@@ -404,3 +404,14 @@ def test_the_protocol_document_lists_the_default_fields() -> None:
     bullet = text.split("- **Fields masked by default**", 1)[1].split("\n- ", 1)[0]
     listed = set(re.findall(r"`([^`]+)`", bullet.split("bodies of requests and responses:")[1]))
     assert listed == set(SENSITIVE_FIELDS)
+
+
+def test_query_and_form_masking_decodes_names_and_keeps_the_rest_as_sent() -> None:
+    names = field_names(frozenset({"password", "api key"}))
+    text = "a=1&%70assWord=p%20w&api+key=k&api%20KEY=k2&password=&password&b=%zz&=x"
+    assert mask_urlencoded(text, names) == (
+        f"a=1&%70assWord={MASKED_IN_URL}&api+key={MASKED_IN_URL}&api%20KEY={MASKED_IN_URL}"
+        "&password=&password&b=%zz&=x"
+    )
+    untouched = "a=1&b=2"
+    assert mask_urlencoded(untouched, names) is untouched

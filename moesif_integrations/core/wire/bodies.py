@@ -11,10 +11,10 @@ import base64
 import json
 import re
 import zlib
-from typing import Any, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 from .. import json_backend
-from .fields import FieldNames, field_names, mask_urlencoded
+from .fields import field_names, mask_urlencoded
 
 MASKED = "<masked>"
 
@@ -211,7 +211,7 @@ def encode_body(
       the values of the fields in ``masks`` replaced (``mask_urlencoded``).
     - Anything else: base64.
 
-    ``masks``: field names (lower-case) hidden in a parsed JSON body (``mask_json_fields``) or a
+    ``masks``: field names hidden in a parsed JSON body (``mask_json_fields``) or a
     form body, matched without regard to case; never applied to the truncation marker.
     ``keep_text``: a JSON body nothing was masked in comes back with its original text, rather
     than as the bare value: an ``orjson.Fragment`` of its bytes with orjson, else a
@@ -245,19 +245,20 @@ def encode_body(
         return _base64(mask_urlencoded(data.decode("latin-1"), names).encode("latin-1"))
     if is_json_type(content_type) or _looks_like_json(data):
         orjson = json_backend.orjson
-        may_hold = names.may_be_key_in(data)
-        if keep_text and orjson is not None and not may_hold:
+        if keep_text and orjson is not None:
             # orjson validates the document and embeds its own bytes: the body goes exactly as
-            # sent (orjson's parsed value would turn integers beyond 64 bits into floats).
+            # sent (orjson's parsed value would turn integers beyond 64 bits into floats, so a
+            # document with something to mask is parsed again, exactly, below).
             try:
-                orjson.loads(data)
+                parsed = orjson.loads(data)
             except orjson.JSONDecodeError:
                 pass  # the exact parse below decides (it accepts a BOM, lone surrogates)
             else:
-                return orjson.Fragment(bytes(data)), "json"
+                if not (names and _mask_in_place(parsed, names)):
+                    return orjson.Fragment(bytes(data)), "json"
         document = parse_json(data)
         if document is not None:
-            masked = may_hold and _mask_in_place(document.value, names)
+            masked = bool(names) and _mask_in_place(document.value, names)
             return (document if keep_text and not masked else document.value), "json"
     return _base64(data)
 
@@ -288,22 +289,26 @@ def mask_json_fields(value: Any, names: FrozenSet[str]) -> Any:
     return value
 
 
-def _mask_in_place(value: Any, names: FieldNames) -> bool:
-    """mask_json_fields; says whether anything was masked."""
+def _mask_in_place(value: Any, lowered: FrozenSet[str]) -> bool:
+    """mask_json_fields, with ``lowered`` names (field_names); says whether anything was
+    masked."""
     masked = False
-    lowered = names.names
     pending: List[Any] = [value]
     while pending:
         item = pending.pop()
+        children: Iterable[Any] = item
         if isinstance(item, dict):
-            for key, child in item.items():
-                if isinstance(key, str) and key.lower() in lowered:
-                    item[key] = MASKED
-                    masked = True
-                elif isinstance(child, (dict, list)):
-                    pending.append(child)
-        elif isinstance(item, list):
-            for child in item:
-                if isinstance(child, (dict, list)):
-                    pending.append(child)
+            # One pass in C over the keys first (parsed JSON: every key is a str): most objects
+            # hold no name to mask.
+            if not lowered.isdisjoint(map(str.lower, item)):
+                for key in item:
+                    if key.lower() in lowered:
+                        item[key] = MASKED
+                        masked = True
+            children = item.values()
+        elif not isinstance(item, list):
+            continue
+        for child in children:
+            if isinstance(child, (dict, list)):
+                pending.append(child)
     return masked

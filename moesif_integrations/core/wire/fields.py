@@ -9,8 +9,7 @@ text staying exactly as it was sent.
 from __future__ import annotations
 
 import functools
-import re
-from typing import FrozenSet, Iterable, Optional, Pattern
+from typing import FrozenSet
 from urllib.parse import unquote_plus
 
 # The default list (MASK_SENSITIVE_FIELDS), lower-case.
@@ -52,50 +51,26 @@ SENSITIVE_FIELDS: FrozenSet[str] = frozenset(
 MASKED_URLENCODED = "%3Cmasked%3E"
 
 
-class FieldNames:
-    """A set of field names, lower-case, matched without regard to case, with a quick test of
-    whether a JSON document can hold one of them as a key."""
-
-    __slots__ = ("names", "_quoted")
-
-    def __init__(self, names: Iterable[str]) -> None:
-        self.names: FrozenSet[str] = frozenset(name.lower() for name in names if name)
-        self._quoted: Optional[Pattern[bytes]] = None
-        if self.names and all(name.isascii() for name in self.names):
-            alternatives = b"|".join(re.escape(name.encode("ascii")) for name in sorted(self.names))
-            self._quoted = re.compile(b'"(?:' + alternatives + b')"', re.IGNORECASE)
-
-    def __bool__(self) -> bool:
-        return bool(self.names)
-
-    def may_be_key_in(self, data: bytes) -> bool:
-        """False when no key of ``data`` (JSON) can be one of the names, which spares the parse
-        and the walk. A key may be written with escapes ("pass\\u0077ord"), so any backslash
-        means "maybe"; so does a name that is not ASCII (bytes only fold ASCII case)."""
-        if not self.names:
-            return False
-        if self._quoted is None or b"\\" in data:
-            return True
-        return self._quoted.search(data) is not None
-
-
 @functools.lru_cache(maxsize=64)
-def field_names(names: FrozenSet[str]) -> FieldNames:
-    """The FieldNames of ``names``, made once per distinct set."""
-    return FieldNames(names)
+def field_names(names: FrozenSet[str]) -> FrozenSet[str]:
+    """``names`` in lower case, the form every matcher here takes; made once per distinct set."""
+    return frozenset(name.lower() for name in names if name)
 
 
-def mask_urlencoded(text: str, names: FieldNames) -> str:
+def mask_urlencoded(text: str, names: FrozenSet[str]) -> str:
     """``name=value&...`` (a query string, a form body as latin-1 text) with the value of every
-    parameter whose name, percent-decoded, is one of ``names`` replaced; ``text`` itself when
-    nothing is masked."""
+    parameter whose name, percent-decoded, is one of ``names`` (lower-case, see field_names)
+    replaced; ``text`` itself when nothing is masked."""
     if not names or not text:
         return text
     parts = text.split("&")
     changed = False
     for index, part in enumerate(parts):
-        name, equals, value = part.partition("=")
-        if equals and value and unquote_plus(name).strip().lower() in names.names:
-            parts[index] = name + "=" + MASKED_URLENCODED
+        raw_name, _, value = part.partition("=")
+        if not value:
+            continue  # no value (or none given) to hide
+        name = unquote_plus(raw_name) if "%" in raw_name or "+" in raw_name else raw_name
+        if name.strip().lower() in names:
+            parts[index] = raw_name + "=" + MASKED_URLENCODED
             changed = True
     return "&".join(parts) if changed else text
