@@ -10,12 +10,15 @@ import hmac
 import json
 import logging
 import re
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import pytest
+from servers import serve
 from test_delivery import run_script
+from test_servers import SERVERS, moesif_env, server_params
 from wsgi_client import call
 
 from moesif_integrations import MoesifMiddleware
@@ -415,3 +418,25 @@ def test_query_and_form_masking_decodes_names_and_keeps_the_rest_as_sent() -> No
     )
     untouched = "a=1&b=2"
     assert mask_urlencoded(untouched, names) is untouched
+
+
+@pytest.mark.parametrize("name", server_params("gunicorn-sync", "waitress"))
+def test_a_server_shows_the_rejection_once(name: str, collector: Collector, tmp_path: Any) -> None:
+    collector.fail(status=401)
+    server, extra = SERVERS[name]
+    env = moesif_env(collector)
+    with serve(server, "apps.unlogged:app", env, *extra, log_dir=str(tmp_path)) as served:
+        for index in range(3):
+            assert served.request("GET", f"/items/{index}").status == 200
+            collector.wait_for_requests(index + 1)
+        deadline = time.monotonic() + 10
+        while "refused" not in served.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # the later rejections have been answered: no second line
+        served.stop()
+    told = [line for line in served.output().splitlines() if "refused the application id" in line]
+    assert len(told) == 1, served.output()
+    # gunicorn configures its own loggers only, so the package says it on stderr itself;
+    # waitress-serve configures the root logger, which shows the line.
+    assert (TOLD_ONCE in told[0]) == (server == "gunicorn"), told
+    assert "served-app-id" not in served.output()
