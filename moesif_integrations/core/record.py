@@ -1,8 +1,9 @@
 """The raw facts of one exchange, as the request path notes them.
 
 Nothing here is computed: the request path fills a record with what it already has in hand
-(times as floats, bytes as captured, headers as received) and the worker turns it into a wire
-event (``events.py``). Keeping it a small slotted object keeps each queued event small.
+(times as floats, bytes as captured, headers as received) and the wire room turns it into an
+event, off the request path (``core/wire/event.py``). Keeping it a small slotted object keeps
+each queued event small.
 """
 
 from __future__ import annotations
