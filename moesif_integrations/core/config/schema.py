@@ -342,8 +342,8 @@ class Settings:
         "`MASK_SENSITIVE_FIELDS` says.",
         kind=OptionKind.STR_LIST,
     )
-    mask_fingerprint_key: str = option(
-        "",
+    mask_fingerprint_key: Optional[str] = option(
+        None,
         "Secret key of the fingerprints of masked headers: the same credential gets the same "
         "fingerprint in every process that has this key. Unset, each process draws a random "
         "key, so fingerprints match only within one process. Use a long random string; it "
@@ -498,7 +498,8 @@ class Settings:
         for spec in OPTIONS:
             value = getattr(self, spec.field_name)
             if spec.secret:
-                shown.append(f"{spec.field_name}={redact(value)!r}")
+                if value or spec.required:
+                    shown.append(f"{spec.field_name}={redact(value or '')!r}")
             elif value != spec.default:
                 shown.append(f"{spec.field_name}={_show(spec, value)}")
         return f"Settings({', '.join(shown)})"
