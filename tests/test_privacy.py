@@ -440,3 +440,28 @@ def test_a_server_shows_the_rejection_once(name: str, collector: Collector, tmp_
     # waitress-serve configures the root logger, which shows the line.
     assert (TOLD_ONCE in told[0]) == (server == "gunicorn"), told
     assert "served-app-id" not in served.output()
+
+
+# ------------------------------------------------------------------------ valid UTF-8 on the wire
+
+
+@pytest.mark.parametrize("process", [False, True], ids=["threads", "delivery-process"])
+def test_a_lone_surrogate_never_costs_its_batch(
+    middlewares: Callable[..., MoesifMiddleware],
+    collector: Collector,
+    json_backend: str,
+    process: bool,
+) -> None:
+    def metadata(app: Any, environ: Dict[str, Any]) -> Dict[str, Any]:
+        return {"note": "a\ud800b", "\udc00": 1}
+
+    app = middlewares(echo, APP_ID, GET_METADATA=metadata, DELIVERY_PROCESS=process)
+    body = b'{"s": "\\ud800", "pair": "\\ud83d\\ude00"}'
+    for index in range(5):
+        call(app, "POST", f"/items/{index}", body, {"Content-Type": "application/json"})
+    assert app.flush(timeout=20)
+    events = collector.wait_for_events(5)
+    assert {event["request"]["body"]["s"] for event in events} == {"\ufffd"}
+    assert {event["request"]["body"]["pair"] for event in events} == {"\U0001f600"}
+    assert events[0]["metadata"] == {"note": "a\ufffdb", "\ufffd": 1}
+    assert app.stats()["failed"] == 0
