@@ -83,7 +83,12 @@ def send_varied_requests(app: MoesifMiddleware) -> None:
 def test_events_on_the_wire_are_the_same_as_from_sender_threads(
     middlewares: Callable[..., MoesifMiddleware], collector: Collector
 ) -> None:
-    options = {"REQUEST_BODY_MASKS": ["password"], "API_VERSION": "2.1"}
+    options = {
+        "REQUEST_BODY_MASKS": ["password"],
+        "API_VERSION": "2.1",
+        # Without it each process draws its own key: fingerprints would differ.
+        "MASK_FINGERPRINT_KEY": "shared by every process of this app",
+    }
     threads = middlewares(api, APP_ID, **options)
     send_varied_requests(threads)
     assert threads.flush(timeout=10)

@@ -13,6 +13,7 @@ import time
 from typing import Any, Callable, Dict, Optional
 
 from .config.schema import Settings
+from .config.values import redact_url
 from .counters import Counters
 from .decide.governance import Block
 from .delivery import EventDelivery
@@ -48,7 +49,7 @@ class Pipeline:
         if settings.debug:
             logger.debug(
                 "Moesif capture configured: collector %s, bodies %s, %d sender threads%s",
-                settings.base_uri,
+                redact_url(settings.base_uri),
                 "on" if settings.log_body else "off",
                 settings.event_worker_count,
                 " in a delivery process" if settings.delivery_process else "",

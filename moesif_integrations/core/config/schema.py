@@ -39,6 +39,7 @@ from .values import (
     convert,
     describe_given,
     redact,
+    redact_url,
 )
 
 __all__ = [
@@ -137,6 +138,8 @@ class OptionSpec:
         return convert(self.kind, self.bounds, value, text=text)
 
     def problem(self, source: str, given: Any, error: InvalidValueError) -> str:
+        if self.kind is OptionKind.URL and isinstance(given, str):
+            given = redact_url(given)  # credentials in a URL are as secret as the id
         return (
             f"{self.key} ({source}): got {describe_given(given, secret=self.secret)}; "
             f"expected {error}"
@@ -252,7 +255,10 @@ class Settings:
         False, "Do not add the `X-Moesif-Transaction-Id` header."
     )
     event_queue_size: int = option(
-        10000, "Most events waiting to be sent; further events are dropped and counted.", minimum=1
+        10000,
+        "Most events waiting to be sent; further events are dropped and counted.",
+        minimum=1,
+        maximum=1_000_000,
     )
     event_worker_count: int = option(
         2,
@@ -263,7 +269,7 @@ class Settings:
     )
     batch_size: int = option(100, "Most events in one batch.", minimum=1, maximum=1000)
     event_batch_timeout: float = option(
-        1.0, "Longest an event waits for its batch to fill, in seconds.", above=0
+        1.0, "Longest an event waits for its batch to fill, in seconds.", above=0, maximum=3600
     )
     capture_outgoing_requests: bool = option(
         False, "Also capture the app's outgoing HTTP calls (made with `requests`)."
@@ -293,10 +299,14 @@ class Settings:
         (), "Extra response header names to mask (case-insensitive).", kind=OptionKind.HEADER_LIST
     )
     request_body_masks: Tuple[str, ...] = option(
-        (), "JSON field names masked in request bodies, at any depth.", kind=OptionKind.STR_LIST
+        (),
+        "JSON and form field names masked in request bodies, at any depth (case-insensitive).",
+        kind=OptionKind.STR_LIST,
     )
     response_body_masks: Tuple[str, ...] = option(
-        (), "JSON field names masked in response bodies, at any depth.", kind=OptionKind.STR_LIST
+        (),
+        "JSON and form field names masked in response bodies, at any depth (case-insensitive).",
+        kind=OptionKind.STR_LIST,
     )
 
     # New in this project.
@@ -304,11 +314,13 @@ class Settings:
         100000,
         "Largest request body captured, in bytes; a larger one becomes a truncation marker.",
         minimum=0,
+        maximum=10_000_000,
     )
     response_max_body_size: int = option(
         100000,
         "Largest response body captured, in bytes; a larger one becomes a truncation marker.",
         minimum=0,
+        maximum=10_000_000,
     )
     trusted_proxies: Tuple[IPNetwork, ...] = option(
         _DEFAULT_TRUSTED_PROXIES,
@@ -324,15 +336,45 @@ class Settings:
     )
     mask_sensitive_headers: bool = option(
         True,
-        "Send `Authorization`, `Cookie`, `Set-Cookie` and API-key headers as a fingerprint.",
+        "Send `Authorization`, `Cookie`, `Set-Cookie`, API-key and other credential headers "
+        '(the default list in docs/protocol.md, "Masking") as a fingerprint.',
+    )
+    mask_sensitive_fields: bool = option(
+        True,
+        "Mask the default list of credential fields (`password`, `token`, `api_key`, "
+        '`client_secret`...; docs/protocol.md, "Masking") in query parameters and in JSON '
+        "and form bodies, without regard to case.",
+    )
+    field_masks: Tuple[str, ...] = option(
+        (),
+        "Extra names masked like the default credential fields: query parameters, and JSON "
+        "and form fields of request and response bodies (case-insensitive), whatever "
+        "`MASK_SENSITIVE_FIELDS` says.",
+        kind=OptionKind.STR_LIST,
+    )
+    mask_fingerprint_key: Optional[str] = option(
+        None,
+        "Secret key of the fingerprints of masked headers: the same credential gets the same "
+        "fingerprint in every process that has this key. Unset, each process draws a random "
+        "key, so fingerprints match only within one process. Use a long random string; it "
+        "never leaves the app.",
+        secret=True,
     )
     event_queue_max_bytes: int = option(
-        50_000_000, "Bound on the memory of queued events, in bytes.", minimum=1_000_000
+        50_000_000,
+        "Bound on the memory of queued events, in bytes.",
+        minimum=1_000_000,
+        maximum=4_000_000_000,
     )
     batch_max_bytes: int = option(
-        5_000_000, "Bound on one batch's uncompressed JSON, in bytes.", minimum=10_000
+        5_000_000,
+        "Bound on one batch's uncompressed JSON, in bytes.",
+        minimum=10_000,
+        maximum=100_000_000,
     )
-    shutdown_timeout: float = option(5.0, "Time the flush at exit may take, in seconds.", minimum=0)
+    shutdown_timeout: float = option(
+        5.0, "Time the flush at exit may take, in seconds.", minimum=0, maximum=600
+    )
     flush_on_sigterm: bool = option(
         True,
         "When nothing but the default action is set for SIGTERM (waitress, a plain Python "
@@ -341,25 +383,34 @@ class Settings:
         "replaced. Set only from the main thread.",
     )
     connect_timeout: float = option(
-        5.0, "Connect timeout of each call to the collector, in seconds.", above=0
+        5.0, "Connect timeout of each call to the collector, in seconds.", above=0, maximum=300
     )
     read_timeout: float = option(
-        15.0, "Read timeout of each call to the collector, in seconds.", above=0
+        15.0, "Read timeout of each call to the collector, in seconds.", above=0, maximum=300
     )
     max_retries: int = option(
         4, "Retries of a failed batch (connection error, 429, 5xx).", minimum=0, maximum=20
     )
     retry_backoff: float = option(
-        0.5, "First retry delay in seconds, doubled on each retry, with jitter.", above=0
+        0.5,
+        "First retry delay in seconds, doubled on each retry, with jitter.",
+        above=0,
+        maximum=60,
     )
     retry_max_delay: float = option(
-        30.0, "Cap on one retry delay in seconds (also caps `Retry-After`).", above=0
+        30.0,
+        "Cap on one retry delay in seconds (also caps `Retry-After`).",
+        above=0,
+        maximum=3600,
     )
     gzip_level: int = option(
         1, "gzip level of event batches; 0 sends them uncompressed.", minimum=0, maximum=9
     )
     config_refresh_interval: float = option(
-        300.0, "Seconds between fetches of the app config and governance rules.", minimum=10
+        300.0,
+        "Seconds between fetches of the app config and governance rules.",
+        minimum=10,
+        maximum=86400,
     )
     enabled: bool = option(
         True, "False makes every adapter a pass-through: nothing captured, nothing sent."
@@ -464,7 +515,8 @@ class Settings:
         for spec in OPTIONS:
             value = getattr(self, spec.field_name)
             if spec.secret:
-                shown.append(f"{spec.field_name}={redact(value)!r}")
+                if value or spec.required:
+                    shown.append(f"{spec.field_name}={redact(value or '')!r}")
             elif value != spec.default:
                 shown.append(f"{spec.field_name}={_show(spec, value)}")
         return f"Settings({', '.join(shown)})"
@@ -479,6 +531,8 @@ def _show(spec: OptionSpec, value: Any) -> str:
         return f"<hook {module}.{name}>" if module else f"<hook {name}>"
     if spec.kind is OptionKind.NETWORK_LIST:
         return repr(tuple(str(network) for network in value))
+    if spec.kind is OptionKind.URL:
+        return repr(redact_url(value))
     return repr(value)
 
 

@@ -23,6 +23,11 @@ _FALSE_WORDS = frozenset({"false", "no", "off", "0"})
 # RFC 9110 token characters: what a header name may be made of.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _LONGEST_SHOWN = 80
+# C0 and C1 control characters and DEL: never part of an id, a key or a URL. A trailing newline
+# (an id read from a file) is stripped with the other surrounding whitespace before this check.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# The user-information part of a URL ("user:password@"), up to the last "@" of the authority.
+_URL_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 
 
 class OptionKind(enum.Enum):
@@ -114,6 +119,11 @@ def describe_given(value: object, *, secret: bool = False) -> str:
     return f"{shown} ({type(value).__name__})"
 
 
+def redact_url(url: str) -> str:
+    """``url`` with its user information (``user:password@``) replaced by ``***@``."""
+    return _URL_USERINFO.sub(r"\1***@", url)
+
+
 def redact(secret: str) -> str:
     """The first four characters and an ellipsis; short values show nothing."""
     if not secret:
@@ -179,11 +189,13 @@ def _from_typed(kind: OptionKind, bounds: Bounds, value: Any, *, text: bool) -> 
     if kind is OptionKind.STR:
         if not isinstance(value, str):
             raise InvalidValueError(expected)
-        return value
+        return _clean_text(value)
     if kind is OptionKind.OPTIONAL_STR:
-        if value is not None and not isinstance(value, str):
+        if value is None:
+            return value
+        if not isinstance(value, str):
             raise InvalidValueError(expected)
-        return value
+        return _clean_text(value)
     if kind is OptionKind.HEADER:
         if not isinstance(value, str) or not _HEADER_NAME.match(value.strip()):
             raise InvalidValueError(expected)
@@ -191,7 +203,7 @@ def _from_typed(kind: OptionKind, bounds: Bounds, value: Any, *, text: bool) -> 
     if kind is OptionKind.URL:
         if not isinstance(value, str):
             raise InvalidValueError(expected)
-        return _check_url(value, expected)
+        return _check_url(_clean_text(value), expected)
     if kind is OptionKind.HOOK:
         if value is not None and not callable(value):
             raise InvalidValueError(expected)
@@ -208,6 +220,19 @@ def _from_typed(kind: OptionKind, bounds: Bounds, value: Any, *, text: bool) -> 
         names = [name.lower() for name in names]
     # Duplicates add nothing; dict keeps the first occurrence's order.
     return tuple(dict.fromkeys(names))
+
+
+def _clean_text(value: str) -> str:
+    """``value`` without surrounding whitespace; refused when a control character remains (a
+    newline inside an id would break every call to the collector)."""
+    stripped = value.strip()
+    found = _CONTROL.search(stripped)
+    if found is not None:
+        raise InvalidValueError(
+            "text without control characters (surrounding whitespace is stripped); "
+            f"found {found.group()!r} at position {found.start()}"
+        )
+    return stripped
 
 
 def split_list_text(text: str) -> List[str]:

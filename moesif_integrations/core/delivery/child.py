@@ -69,7 +69,8 @@ class _ForwardLogs(logging.Handler):
             text = record.getMessage()
             if record.exc_info:
                 text += "\n" + logging.Formatter().formatException(record.exc_info)
-            self._replies.send(wire.LOG, wire.dumps((record.levelno, text)))
+            visible = bool(getattr(record, "moesif_visible", False))
+            self._replies.send(wire.LOG, wire.dumps((record.levelno, text, visible)))
         except Exception:
             self.handleError(record)
 

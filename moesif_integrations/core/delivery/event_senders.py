@@ -19,7 +19,7 @@ import time
 from typing import TYPE_CHECKING, Callable, Generic, List, Optional, Sequence, TypeVar
 
 from ..counters import Counters
-from ..logs import LogOnce
+from ..logs import VISIBLE, LogOnce
 from .queue import BoundedQueue, QueueRules
 from .transport import Response, Transport, gzip_compress
 
@@ -109,13 +109,15 @@ class EventBatchSender:
         self._report_failure(response, len(parts))
 
     def _report_failure(self, response: Response, count: int) -> None:
-        if response.status == 401:
+        if response.status in (401, 403):
             self._problems.log(
                 "unauthorized",
                 logging.ERROR,
-                "the collector refused the application id (401): check APPLICATION_ID; "
+                "the collector refused the application id (%d): check APPLICATION_ID; "
                 "%d events dropped",
+                response.status,
                 count,
+                extra=VISIBLE,
             )
         elif response.status == 413:
             self._problems.log(

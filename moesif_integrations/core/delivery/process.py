@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 from ..config.schema import OPTIONS, OptionKind, Settings
 from ..counters import Counters
 from ..lifecycle import reset_in_forked_child
-from ..logs import LogOnce, logger
+from ..logs import VISIBLE, LogOnce, logger
 from ..record import ExchangeRecord
 from . import pipe as wire
 from .event_senders import Encode, EventBatchSender, event_queue_rules
@@ -159,8 +159,8 @@ class DeliveryProcess:
         if kind == wire.STATUS:
             self._on_status(wire.loads(payload))
         elif kind == wire.LOG:
-            level, text = wire.loads(payload)
-            logger.log(level, "%s", text)
+            level, text, visible = wire.loads(payload)
+            logger.log(level, "%s", text, extra=VISIBLE if visible else None)
         elif kind == wire.FLUSHED:
             request_id, delivered, status = wire.loads(payload)
             self._on_status(status)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from ..counters import Counters
-from ..logs import LogOnce
+from ..logs import VISIBLE, LogOnce
 from ..wire.profile_items import (
     ACTIONS,
     COMPANIES,
@@ -222,14 +222,16 @@ class ProfileClient:
         return False
 
     def _report_failure(self, kind: ProfileKind, response: Response, count: int) -> None:
-        if response.status == 401:
+        if response.status in (401, 403):
             self._problems.log(
                 "unauthorized",
                 logging.ERROR,
-                "the collector refused the application id (401): check APPLICATION_ID; "
+                "the collector refused the application id (%d): check APPLICATION_ID; "
                 "%d %s not sent",
+                response.status,
                 count,
                 kind.name,
+                extra=VISIBLE,
             )
         elif response.status == 0:
             self._problems.log(

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import zlib
-from typing import Any, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 from .. import json_backend
+from .fields import field_names, mask_urlencoded
 
 MASKED = "<masked>"
 
 _JSON_TYPES = frozenset({"application/json", "text/json"})
+_FORM_TYPE = "application/x-www-form-urlencoded"
 _WHITESPACE = b" \t\r\n"
 
 
@@ -75,16 +78,46 @@ def is_json_type(content_type: Optional[str]) -> bool:
 
 
 def parse_json(data: bytes) -> Optional[JsonDocument]:
-    """The document when ``data`` is one strict JSON document in UTF-8, else None."""
+    """The document when ``data`` is one strict JSON document in UTF-8, else None.
+
+    Lone surrogates (``"\\ud800"``, which no UTF-8 text can hold) become U+FFFD, in the value
+    and in the text, so the document is valid UTF-8 JSON however it is sent on."""
     try:
         text = data.decode("utf-8")
         if text[:1] == "\ufeff":
             text = text[1:]
-        return JsonDocument(text, _decoder.decode(text))
+        value = _decoder.decode(text)
     except (ValueError, RecursionError):
         # UnicodeDecodeError and JSONDecodeError are ValueErrors; so is an integer beyond
         # Python's digit limit. A document nested deeper than the stack is RecursionError.
         return None
+    if _SURROGATE_ESCAPE.search(text) is not None:
+        value = replace_surrogates(value)
+        text = _surrogate_free.encode(value)
+    return JsonDocument(text, value)
+
+
+# A \u escape of a surrogate, paired or not: only then can the parsed value hold a lone one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_surrogate_free = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def without_surrogates(text: str) -> str:
+    """``text`` with every surrogate code point (which UTF-8 cannot encode) as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+
+
+def replace_surrogates(value: Any) -> Any:
+    """``value`` (parsed JSON, or an event) with every lone surrogate in its strings and keys
+    replaced by U+FFFD; containers are copied only where something changed."""
+    if isinstance(value, str):
+        return without_surrogates(value)
+    if isinstance(value, dict):
+        return {replace_surrogates(key): replace_surrogates(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [replace_surrogates(item) for item in value]
+    return value
 
 
 def _base64(data: bytes) -> Tuple[str, str]:
@@ -174,12 +207,15 @@ def encode_body(
       stream, or a coding that cannot be undone here (br, zstd), gives base64 of the raw bytes.
     - A JSON content type, or any body whose first non-blank byte is ``{`` or ``[``: the parsed
       value when it is strict JSON (no NaN / Infinity), else base64.
+    - A form body (``application/x-www-form-urlencoded``) with ``masks``: base64 of its bytes,
+      the values of the fields in ``masks`` replaced (``mask_urlencoded``).
     - Anything else: base64.
 
-    ``masks``: field names hidden in a parsed JSON body (``mask_json_fields``); never applied
-    to the truncation marker. ``keep_text``: a JSON body nothing was masked in comes back with
-    its original text, rather than as the bare value: an ``orjson.Fragment`` of its bytes with
-    orjson, else a ``JsonDocument`` (value and text); ``serialize_event`` writes either as it is.
+    ``masks``: field names hidden in a parsed JSON body (``mask_json_fields``) or a
+    form body, matched without regard to case; never applied to the truncation marker.
+    ``keep_text``: a JSON body nothing was masked in comes back with its original text, rather
+    than as the bare value: an ``orjson.Fragment`` of its bytes with orjson, else a
+    ``JsonDocument`` (value and text); ``serialize_event`` writes either as it is.
     """
     size = len(data)
     if total_size > size:
@@ -204,33 +240,34 @@ def encode_body(
         if not decoded:
             return None, None
         data = decoded
+    names = field_names(masks)
+    if names and is_form_type(content_type):
+        return _base64(mask_urlencoded(data.decode("latin-1"), names).encode("latin-1"))
     if is_json_type(content_type) or _looks_like_json(data):
         orjson = json_backend.orjson
-        if keep_text and orjson is not None and not (masks and _may_hold(data, masks)):
+        if keep_text and orjson is not None:
             # orjson validates the document and embeds its own bytes: the body goes exactly as
-            # sent (orjson's parsed value would turn integers beyond 64 bits into floats).
+            # sent (orjson's parsed value would turn integers beyond 64 bits into floats, so a
+            # document with something to mask is parsed again, exactly, below).
             try:
-                orjson.loads(data)
+                parsed = orjson.loads(data)
             except orjson.JSONDecodeError:
                 pass  # the exact parse below decides (it accepts a BOM, lone surrogates)
             else:
-                return orjson.Fragment(bytes(data)), "json"
+                if not (names and _mask_in_place(parsed, names)):
+                    return orjson.Fragment(bytes(data)), "json"
         document = parse_json(data)
         if document is not None:
-            masked = bool(masks) and _may_hold(data, masks)
-            masked = masked and _mask_in_place(document.value, masks)
+            masked = bool(names) and _mask_in_place(document.value, names)
             return (document if keep_text and not masked else document.value), "json"
     return _base64(data)
 
 
-def _may_hold(data: bytes, names: FrozenSet[str]) -> bool:
-    """False when no key in ``names`` can occur in the document, which spares the parse and
-    the walk (36k instructions fewer for the Flask POST's 1 KB body with a body mask set,
-    valgrind).
-
-    A key may be written with escapes ("pass\\u0077ord"), so any backslash means "maybe".
-    """
-    return b"\\" in data or any(name.encode("utf-8") in data for name in names)
+def is_form_type(content_type: Optional[str]) -> bool:
+    """application/x-www-form-urlencoded, parameters ignored."""
+    if not content_type:
+        return False
+    return content_type.partition(";")[0].strip().lower() == _FORM_TYPE
 
 
 def _looks_like_json(data: bytes) -> bool:
@@ -241,31 +278,37 @@ def _looks_like_json(data: bytes) -> bool:
 
 
 def mask_json_fields(value: Any, names: FrozenSet[str]) -> Any:
-    """Replaces the value of every object key in ``names``, at any depth, with ``"<masked>"``.
+    """Replaces the value of every object key in ``names``, at any depth and without regard to
+    case, with ``"<masked>"``.
 
     Works in place (a parsed body belongs to the event) and returns ``value``. Iterative, so a
     deeply nested document cannot exhaust the stack.
     """
     if names:
-        _mask_in_place(value, names)
+        _mask_in_place(value, field_names(names))
     return value
 
 
-def _mask_in_place(value: Any, names: FrozenSet[str]) -> bool:
-    """mask_json_fields; says whether anything was masked."""
+def _mask_in_place(value: Any, lowered: FrozenSet[str]) -> bool:
+    """mask_json_fields, with ``lowered`` names (field_names); says whether anything was
+    masked."""
     masked = False
     pending: List[Any] = [value]
     while pending:
         item = pending.pop()
+        children: Iterable[Any] = item
         if isinstance(item, dict):
-            for key, child in item.items():
-                if key in names:
-                    item[key] = MASKED
-                    masked = True
-                elif isinstance(child, (dict, list)):
-                    pending.append(child)
-        elif isinstance(item, list):
-            for child in item:
-                if isinstance(child, (dict, list)):
-                    pending.append(child)
+            # One pass in C over the keys first (parsed JSON: every key is a str): most objects
+            # hold no name to mask.
+            if not lowered.isdisjoint(map(str.lower, item)):
+                for key in item:
+                    if key.lower() in lowered:
+                        item[key] = MASKED
+                        masked = True
+            children = item.values()
+        elif not isinstance(item, list):
+            continue
+        for child in children:
+            if isinstance(child, (dict, list)):
+                pending.append(child)
     return masked

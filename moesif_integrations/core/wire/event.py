@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from typing import Any, Dict, FrozenSet, Optional, Tuple
 
@@ -17,6 +18,7 @@ from ..counters import Counters
 from ..logs import LogOnce
 from ..record import ExchangeRecord
 from .bodies import encode_body
+from .fields import SENSITIVE_FIELDS, field_names, mask_urlencoded
 from .headers import HeaderMasker, IndexedHeaders, fix_text, join_headers
 from .identity import ClientIpResolver, user_id_from_value
 from .mask_event_model import MaskEventError, apply_mask_event_model
@@ -114,8 +116,13 @@ class EventBuilder:
         self._settings = settings
         # Header-name options are lower-case already: the schema normalises them.
         self._user_id_field = settings.authorization_user_id_field.lower()
-        self._request_body_masks = frozenset(settings.request_body_masks)
-        self._response_body_masks = frozenset(settings.response_body_masks)
+        # Credential fields (docs/protocol.md, "Masking"), lower-case: matched without regard
+        # to case in query strings and in JSON and form bodies.
+        fields = SENSITIVE_FIELDS if settings.mask_sensitive_fields else frozenset()
+        fields = fields | _lower(settings.field_masks)
+        self._query_masks = field_names(fields)
+        self._request_body_masks = fields | _lower(settings.request_body_masks)
+        self._response_body_masks = fields | _lower(settings.response_body_masks)
         # The hook edits parsed bodies, so their original text would be stale.
         self._keep_text = settings.mask_event_model is None
         self._client_ip = ClientIpResolver(settings.trusted_proxies, settings.trusted_proxy_header)
@@ -172,7 +179,12 @@ class EventBuilder:
         # Headers are masked last: identity and the bodies' content types read them as received.
         request: Dict[str, Any] = {
             "time": request_time,
-            "uri": build_uri(record.scheme, record.host, record.path, record.query),
+            "uri": build_uri(
+                record.scheme,
+                record.host,
+                record.path,
+                mask_urlencoded(record.query, self._query_masks),
+            ),
             "verb": record.method,
             "headers": self._request_masker.mask(request_headers),
             "api_version": settings.api_version,
@@ -240,6 +252,10 @@ def _may_have_body(method: str, status: int) -> bool:
     return method != "HEAD" and status >= 200 and status != 204 and status != 304
 
 
+def _lower(names: Tuple[str, ...]) -> FrozenSet[str]:
+    return frozenset(name.lower() for name in names)
+
+
 def _metadata(metadata: Any) -> Any:
     if metadata is None or isinstance(metadata, dict):
         return metadata
@@ -303,8 +319,18 @@ class EventEncoder:
         return None
 
 
+# Drawn once per process (a forked worker inherits its parent's): without
+# MASK_FINGERPRINT_KEY, fingerprints match only within the processes that share it.
+_PROCESS_FINGERPRINT_KEY = os.urandom(32)
+
+
 def fingerprint_key(settings: Settings) -> bytes:
-    """A per-application key for header fingerprints: stable across processes and restarts."""
+    """The key of header fingerprints: a secret nobody who sees the events holds, so that a
+    fingerprint cannot confirm a guessed credential (the application id travels with every
+    batch, so it cannot be the key). MASK_FINGERPRINT_KEY when set (the same fingerprints in
+    every process and after restarts), else a random key of this process."""
+    if not settings.mask_fingerprint_key:
+        return _PROCESS_FINGERPRINT_KEY
     return hashlib.sha256(
-        b"moesif-integrations/header-fingerprint/" + settings.application_id.encode("utf-8")
+        b"moesif-integrations/header-fingerprint/" + settings.mask_fingerprint_key.encode("utf-8")
     ).digest()

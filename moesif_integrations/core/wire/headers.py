@@ -172,8 +172,20 @@ _SENSITIVE_EXACT: Dict[str, int] = {
     "x-auth-token": _OPAQUE,
     "x-access-token": _OPAQUE,
     "x-amz-security-token": _OPAQUE,
+    "x-auth": _OPAQUE,
+    "x-session": _OPAQUE,
 }
+# Names containing one of these carry an authorization value (a scheme word, a credential).
+_AUTHORIZATION_PARTS: Tuple[str, ...] = ("authorization", "authentication")
 _SENSITIVE_PARTS: Tuple[str, ...] = (
+    "auth-key",
+    "auth_key",
+    "access-key",
+    "access_key",
+    "private-key",
+    "private_key",
+    "signature",
+    "session",
     "api-key",
     "api_key",
     "apikey",
@@ -227,17 +239,22 @@ class HeaderMasker:
 
     Sensitive by default (``mask_sensitive``): ``Authorization``, ``Proxy-Authorization``,
     ``Cookie``, ``Set-Cookie``, the common API-key headers (``X-Api-Key``, ``Api-Key``,
-    ``Apikey``, ``X-Auth-Token``, ``X-Access-Token``, ``X-Amz-Security-Token``) and any name
-    containing ``api-key``, ``api_key``, ``apikey``, ``secret``, ``token``, ``password``,
-    ``passwd``, ``credential``, ``session-id`` or ``sessionid``. That includes CSRF headers
+    ``Apikey``, ``X-Auth-Token``, ``X-Access-Token``, ``X-Amz-Security-Token``, ``X-Auth``,
+    ``X-Session``), any name containing ``authorization`` or ``authentication`` (masked like
+    ``Authorization``: ``X-Authorization``, ``Authentication``) and any name containing
+    ``auth-key``, ``auth_key``, ``access-key``, ``access_key``, ``private-key``,
+    ``private_key``, ``signature``, ``session``, ``api-key``, ``api_key``, ``apikey``,
+    ``secret``, ``token``, ``password``, ``passwd``, ``credential``, ``session-id`` or
+    ``sessionid``. That includes CSRF headers
     (``X-CSRF-Token``): a fingerprint still shows whether the token was sent and whether it
     changed, which is all analytics needs from it. ``X-Moesif-Transaction-Id`` is never masked.
     ``extra_names`` (lower-case) are masked whatever ``mask_sensitive`` says.
 
     A masked value becomes ``<masked:XXXXXXXXXXXXXXXX>``, the first 16 hex digits of
-    HMAC-SHA256(key, value): the same credential always gives the same text (so one client's
-    calls can be told apart from another's), and the secret cannot be read back. Authorization
-    values keep their scheme word (``Bearer <masked:...>``); cookies keep their names
+    HMAC-SHA256(key, value): under one key the same credential always gives the same text (so
+    one client's calls can be told apart from another's), and without the key, which never
+    leaves the app (``fingerprint_key`` in event.py), a fingerprint cannot confirm a guess.
+    Authorization values keep their scheme word (``Bearer <masked:...>``); cookies keep their names
     (``a=<masked:...>; b=<masked:...>``) and Set-Cookie keeps its attributes (``Path``,
     ``Expires``, ...).
     """
@@ -259,6 +276,8 @@ class HeaderMasker:
         kind = 0
         if self._mask_sensitive:
             kind = _SENSITIVE_EXACT.get(lowered, 0)
+            if not kind and any(part in lowered for part in _AUTHORIZATION_PARTS):
+                kind = _AUTHORIZATION
             if not kind and any(part in lowered for part in _SENSITIVE_PARTS):
                 kind = _OPAQUE
         if not kind and lowered in self._extra:

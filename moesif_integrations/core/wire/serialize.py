@@ -11,7 +11,7 @@ import uuid
 from typing import Any, Dict, List
 
 from .. import json_backend
-from .bodies import JsonDocument
+from .bodies import JsonDocument, without_surrogates
 
 
 class UnserializableEventError(ValueError):
@@ -60,12 +60,6 @@ _compact = json.JSONEncoder(
 )
 
 
-# For text with lone surrogates (from "\ud800" escapes in a JSON body), which UTF-8 cannot
-# encode: \u escapes carry it exactly as the client sent it.
-_ascii = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=True, allow_nan=False, default=_convert
-)
-
 _SECTIONS = ("request", "response")
 
 
@@ -85,8 +79,9 @@ def serialize_event(event: Dict[str, Any]) -> bytes:
             # OPT_NON_STR_KEYS: user metadata may have keys that are not strings.
             return orjson.dumps(event, default=_orjson_default, option=orjson.OPT_NON_STR_KEYS)
         except (TypeError, ValueError):
-            # orjson refuses lone surrogates and integers beyond 64 bits, which the standard
-            # encoder carries; it decides, and raises for what neither can carry.
+            # orjson refuses lone surrogates and integers beyond 64 bits: the standard encoder
+            # carries big integers, replaces lone surrogates, and raises for what neither can
+            # carry.
             pass
     try:
         try:
@@ -100,10 +95,13 @@ def serialize_event(event: Dict[str, Any]) -> bytes:
 
 
 def _encode_utf8(event: Dict[str, Any]) -> bytes:
+    text = _encode(event)
     try:
-        return _encode(event).encode("utf-8")
+        return text.encode("utf-8")
     except UnicodeEncodeError:
-        return _ascii.encode(event).encode("ascii")
+        # Lone surrogates (metadata, hook answers, a framework's decoding) are not UTF-8 and the
+        # collector rejects their escapes: each becomes U+FFFD, so the event is valid UTF-8 JSON.
+        return without_surrogates(text).encode("utf-8")
 
 
 def _finite(value: Any) -> Any:
