@@ -85,6 +85,8 @@ class BoundedQueue(Generic[T]):
         self._consumer = consumer
         self._after_stop = after_stop
         self._problems = LogOnce()
+        # Whether shutdown logs what it gave up (off where another process reports it).
+        self.log_given_up = True
         # The bounds and due rules as attributes of their own: put() reads them on every call.
         self._max_items, self._max_bytes = rules.max_items, rules.max_bytes
         self._due_items, self._due_bytes = rules.due_items, rules.due_bytes
@@ -291,9 +293,15 @@ class BoundedQueue(Generic[T]):
         return self._closed
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Every consumer takes what is queued at once; True when the queue emptied and its
-        batches were handled within ``timeout`` seconds."""
+        """Every consumer takes what is queued at once; True when the queue emptied within
+        ``timeout`` seconds and nothing failed meanwhile (every batch reached the collector)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        failed_before = self._counters.get(self.rules.failed_counter)
+        return self._flush(deadline) and (
+            self._counters.get(self.rules.failed_counter) == failed_before
+        )
+
+    def _flush(self, deadline: Optional[float]) -> bool:
         with self._lock:
             if not self._entries and not self._in_flight:
                 return True
@@ -331,11 +339,14 @@ class BoundedQueue(Generic[T]):
     def shutdown(self, timeout: Optional[float] = None) -> bool:
         """Flushes within ``timeout`` (default: the owner's SHUTDOWN_TIMEOUT), then closes the
         queue (later items are refused), stops the consumers and runs ``after_stop`` with what
-        is left of ``timeout``. True when everything was delivered; otherwise one log line says
-        how many items were left unsent."""
+        is left of ``timeout``. True when everything was delivered; otherwise one log line
+        (unless ``log_given_up`` is off) says how many items were given up: those left unsent
+        (counted as failed) and those that failed meanwhile."""
         if timeout is None:
             timeout = self.shutdown_timeout
         started = time.monotonic()
+        counters, failed_counter = self._counters, self.rules.failed_counter
+        failed_before = counters.get(failed_counter)
         delivered = self.flush(timeout)
         with self._lock:
             self._closed = True
@@ -346,11 +357,19 @@ class BoundedQueue(Generic[T]):
         for thread in threads:
             thread.join(min(1.0, max(0.0, timeout - (time.monotonic() - started))))
         if left:
-            logger.warning(
-                "shutdown: %d %s left unsent after %.1fs", left, self.rules.what, timeout
-            )
-        delivered = delivered and not left
+            counters.add(failed_counter, left)
         if self._after_stop is not None:
             remaining = max(0.0, timeout - (time.monotonic() - started))
             delivered = self._after_stop(remaining) and delivered
-        return delivered
+        given_up = counters.get(failed_counter) - failed_before
+        if given_up and self.log_given_up:
+            logger.warning(
+                "shutdown: %d %s given up (%d %s left unsent after %.1fs, %d failed to send)",
+                given_up,
+                self.rules.what,
+                left,
+                self.rules.what,
+                timeout,
+                given_up - left,
+            )
+        return delivered and not given_up
