@@ -181,8 +181,9 @@ def test_queue_bound_in_bytes(wrap: Any, collector: Any) -> None:
     for _ in range(30):
         call(app)
     stats = app.stats()
-    # 10 events of ~92 KB (body, headers, the record) fit in 1 MB; the one sender took the queue's first batch (due at
-    # half the byte bound) and hangs with it: at most one more queue's worth is held.
+    # 10 events of ~92 KB (body, headers, the record) fit in 1 MB; the one sender took the
+    # queue's first batch (due at half the byte bound) and hangs with it: at most one more
+    # queue's worth is held.
     assert stats["captured"] + stats["dropped_queue_full"] == 30
     assert 10 <= stats["captured"] <= 22
     assert stats["dropped_queue_full"] >= 8

@@ -63,6 +63,9 @@ class QueueRules:
     failed_counter: str
     # lifecycle.py shuts queues down in this order at exit (lower first).
     exit_order: int
+    # A helper also takes what waited this long (None: ``max_wait``), whatever consumer 0 is
+    # doing: the bound on how long consumer 0 being stuck can hold the queue up.
+    helper_wait: Optional[float] = None
 
 
 class BoundedQueue(Generic[T]):
@@ -134,7 +137,12 @@ class BoundedQueue(Generic[T]):
                 self._queued_bytes = queued_bytes
                 self._accepted += 1
                 # One comparison on the common path; the rare cases are sorted out apart.
-                if n >= self._due_items or queued_bytes >= self._due_bytes or not self._threads:
+                if (
+                    n >= self._due_items
+                    or queued_bytes >= self._due_bytes
+                    or n == 1
+                    or not self._threads
+                ):
                     self._grew(n, 1, queued_bytes, size)
                 return True
         self._refuse(1)
@@ -160,10 +168,14 @@ class BoundedQueue(Generic[T]):
         # Called with the lock held: wakes consumer 0 when a batch just became due, the helpers
         # when a backlog just formed, and starts the consumers on first use in this process.
         rules = self.rules
-        if n - added < rules.due_items <= n or (
-            queued_bytes - added_bytes < rules.due_bytes <= queued_bytes
+        if (
+            n == added  # the queue was empty: the consumers wait without a timeout
+            or n - added < rules.due_items <= n
+            or (queued_bytes - added_bytes < rules.due_bytes <= queued_bytes)
         ):
             self._wake.notify()
+            if n == added and rules.helper_wait is not None:
+                self._wake_helpers.notify_all()
         if n - added < self._backlog_items <= n:
             self._wake_helpers.notify()
         if not self._threads:
@@ -227,6 +239,7 @@ class BoundedQueue(Generic[T]):
         """Waits until a batch is due for consumer ``number`` and takes it; empty once the
         queue is stopped and empty."""
         rules = self.rules
+        helper_only_stalls = rules.helper_wait is not None
         with self._lock:
             entries = self._entries
             while True:
@@ -234,19 +247,29 @@ class BoundedQueue(Generic[T]):
                 if stopping and not entries:
                     return []
                 n = len(entries)
-                wait = rules.max_wait
+                wait = (
+                    rules.max_wait
+                    if number == 0 or rules.helper_wait is None
+                    else (rules.helper_wait)
+                )
                 if n:
                     if number == 0:
                         due = n >= rules.due_items or self._queued_bytes >= rules.due_bytes
                     else:  # a helper: only for a backlog consumer 0 is not clearing
                         due = n >= self._backlog_items or self._queued_bytes >= rules.due_bytes
-                    if due or self._flush_requests or stopping:
+                    # A flush wakes every consumer, but helpers that stand in for a stuck
+                    # consumer 0 (``helper_wait``) only take what waited too long.
+                    flushing = self._flush_requests and (number == 0 or not helper_only_stalls)
+                    if due or flushing or stopping:
                         break
                     if wait is not None:
                         age = _monotonic() - entries[0][2]
                         if age >= wait:
                             break
                         wait -= age
+                elif not stopping:
+                    # Nothing queued: the next put wakes this consumer (no polling meanwhile).
+                    wait = None
                 (self._wake if number == 0 else self._wake_helpers).wait(wait)
             batch = []
             for _ in range(min(rules.batch_items, len(entries))):
