@@ -451,3 +451,16 @@ def test_a_consumer_bug_counts_its_batch_as_failed_and_the_thread_goes_on() -> N
     assert queue.flush(5)
     assert handled == [["good"]] and queue._counters.get("failed") == 1
     queue.shutdown(1)
+
+
+def test_a_busy_app_does_not_starve_its_senders_into_dropping(wrap: Any, collector: Any) -> None:
+    # Requests back to back on the app's thread keep the CPU busy: past half the queue, the
+    # request path lets the senders catch up instead of events being dropped.
+    app = wrap(EVENT_QUEUE_SIZE=1000, BATCH_SIZE=100)
+    requests = 8000
+    for index in range(requests):
+        call(app, "GET", f"/n/{index}")
+    assert app.flush(timeout=30)
+    stats = app.stats()
+    assert stats["dropped_queue_full"] == 0 and stats["sent"] == requests
+    assert len(collector.wait_for_events(requests, timeout=30)) == requests

@@ -94,6 +94,8 @@ class BoundedQueue(Generic[T]):
         self._max_items, self._max_bytes = rules.max_items, rules.max_bytes
         self._due_items, self._due_bytes = rules.due_items, rules.due_bytes
         self._backlog_items = max(2 * rules.due_items, 2)
+        # Past these, a producer lets the consumers catch up (``_let_consumers_catch_up``).
+        self._yield_items, self._yield_bytes = rules.max_items // 2, rules.max_bytes // 2
         # Items accepted since start; a forked child goes on counting from the parent's count.
         self._accepted = 0
         self._reset()
@@ -128,6 +130,7 @@ class BoundedQueue(Generic[T]):
     def put(self, item: T, size: int) -> bool:
         """Queues ``item`` (``size`` bytes against the byte bound); False, counted and logged
         when the queue is full or closed."""
+        backlog, accepted = False, True
         with self._lock:
             entries = self._entries
             n = len(entries) + 1
@@ -144,9 +147,27 @@ class BoundedQueue(Generic[T]):
                     or not self._threads
                 ):
                     self._grew(n, 1, queued_bytes, size)
-                return True
-        self._refuse(1)
-        return False
+                    if n > self._yield_items or queued_bytes > self._yield_bytes:
+                        backlog = True
+                if not backlog:
+                    return True
+            else:
+                accepted = False
+        if not accepted:
+            self._refuse(1)
+            return False
+        self._let_consumers_catch_up()
+        return True
+
+    @staticmethod
+    def _let_consumers_catch_up() -> None:
+        """Past half of either bound, the producer lets the consumers run before it goes on:
+        an app that keeps the CPU busy must not starve delivery into dropping events. It costs
+        a producer next to nothing when the consumers wait on the network (nobody else wants
+        the GIL); when they want the CPU it gives them up to one switch interval (5 ms) per
+        item queued, so the app slows to the rate its events are delivered at instead of
+        losing them."""
+        time.sleep(0)
 
     def put_all(self, items: Sequence[T], sizes: Sequence[int]) -> bool:
         """Queues all the items or, when they do not all fit, none of them (refused as ``put``
