@@ -93,7 +93,8 @@ class BoundedQueue(Generic[T]):
         # The bounds and due rules as attributes of their own: put() reads them on every call.
         self._max_items, self._max_bytes = rules.max_items, rules.max_bytes
         self._due_items, self._due_bytes = rules.due_items, rules.due_bytes
-        self._backlog_items = max(2 * rules.due_items, 2)
+        # A backlog: twice a due batch, or half the bound if that comes first.
+        self._backlog_items = max(1, min(2 * rules.due_items, rules.max_items // 2))
         # Past these, a producer lets the consumers catch up (``_let_consumers_catch_up``).
         self._yield_items, self._yield_bytes = rules.max_items // 2, rules.max_bytes // 2
         # Items accepted since start; a forked child goes on counting from the parent's count.
