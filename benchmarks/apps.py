@@ -163,8 +163,7 @@ def build_bottle(integration: str, settings: BenchSettings) -> BuiltApp:
         plugin = MoesifPlugin(settings.ours())
         app.install(plugin)
         return BuiltApp(app, asgi=False, integration=plugin)
-    wrap = wrap_generic if integration == "generic" else wrap_moesifwsgi
-    wrapped = wrap(app, settings)
+    wrapped = WRAPPERS[integration](app, settings)
     return BuiltApp(wrapped, asgi=False, integration=wrapped)
 
 
@@ -202,8 +201,7 @@ def build_pyramid(integration: str, settings: BenchSettings) -> BuiltApp:
         return BuiltApp(app, asgi=False)
     if integration == "ours":
         return BuiltApp(app, asgi=False, integration=_pyramid_integration(app))
-    wrap = wrap_generic if integration == "generic" else wrap_moesifwsgi
-    wrapped = wrap(app, settings)
+    wrapped = WRAPPERS[integration](app, settings)
     return BuiltApp(wrapped, asgi=False, integration=wrapped)
 
 
@@ -265,8 +263,7 @@ def build_falcon(integration: str, settings: BenchSettings) -> BuiltApp:
     app.add_route("/items", _FalconItems())
     if integration in ("bare", "ours"):
         return BuiltApp(app, asgi=False, integration=ours)
-    wrap = wrap_generic if integration == "generic" else wrap_moesifwsgi
-    wrapped = wrap(app, settings)
+    wrapped = WRAPPERS[integration](app, settings)
     return BuiltApp(wrapped, asgi=False, integration=wrapped)
 
 

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT_DIR = os.path.dirname(TESTS_DIR)
@@ -225,8 +225,10 @@ def serve(
     *extra: str,
     cwd: Optional[str] = None,
     log_dir: Optional[str] = None,
+    prefix: Sequence[str] = (),
 ) -> Iterator[ServedApp]:
-    """Serves ``target`` on a free loopback port for the duration of the block."""
+    """Serves ``target`` on a free loopback port for the duration of the block; ``prefix``
+    goes before the command (``taskset -c 0``)."""
     port = free_port()
     environment = dict(os.environ)
     environment["PYTHONPATH"] = os.pathsep.join(
@@ -237,7 +239,7 @@ def serve(
     log_path = os.path.join(log_dir, f"served-{server}-{port}.log")
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            server_command(server, target, port, *extra),
+            [*prefix, *server_command(server, target, port, *extra)],
             env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -119,3 +119,40 @@ def test_benchmark_completes_and_delivers_every_event(tmp_path: Path) -> None:
     assert "| this project (generic middleware, DELIVERY_PROCESS on) | POST |" in completed.stdout
     assert "## Ceiling: what delivery alone leaves" in completed.stdout
     assert completed.stdout == report["report"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("waitress") is None, reason="needs waitress")
+def test_server_benchmark_completes_and_counts_every_event(tmp_path: Path) -> None:
+    out = tmp_path / "servers.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOESIF_")}
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARK.parent / "servers.py"),
+            "--duration",
+            "1",
+            "--runs",
+            "1",
+            "--servers",
+            "waitress",
+            "--frameworks",
+            "flask",
+            "--requests",
+            "POST",
+            "--integrations",
+            "generic",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "| waitress 4 threads | flask | POST | default (MoesifMiddleware) |" in completed.stdout
+    bare, wrapped = json.loads(out.read_text())
+    assert bare["integration"] == "bare" and bare["runs"][0]["requests"] > 0
+    (run,) = wrapped["runs"]
+    # Every answered request's event arrived (a request cut off by the load's end may add one).
+    assert run["requests"] > 0 and run["requests"] <= run["events"] <= run["requests"] + 16

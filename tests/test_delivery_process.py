@@ -194,8 +194,9 @@ def test_a_killed_delivery_process_is_counted_and_replaced(
 def test_a_stopped_delivery_process_never_blocks_the_app(
     middlewares: Callable[..., MoesifMiddleware], collector: Collector
 ) -> None:
-    # While the delivery process is stopped the pipe fills, the hand-off waits on it, and the
-    # app's bounded queue fills: requests go on, the excess is dropped and counted.
+    # While the delivery process is stopped the pipe fills and the hand-off waits on it:
+    # requests go on, this process's helper senders deliver what waits too long, and what
+    # even they cannot take in time is dropped and counted.
     app = middlewares(api, APP_ID, DELIVERY_PROCESS=True, EVENT_QUEUE_SIZE=100)
     call(app, "GET", "/first")
     assert app.flush(timeout=20)
@@ -208,8 +209,9 @@ def test_a_stopped_delivery_process_never_blocks_the_app(
             assert call(app, "GET", f"/{number}").status_code == 201
             assert time.monotonic() < deadline, f"request {number} waited on delivery"
         stats = app.stats()
-        assert stats["dropped_queue_full"] > 0
         assert stats["captured"] + stats["dropped_queue_full"] == requests + 1
+        # Delivered from here while the delivery process could not take them.
+        collector.wait_for_events(1 + 100, timeout=20)
     finally:
         os.kill(pid, signal.SIGCONT)
     assert app.flush(timeout=30)
@@ -396,3 +398,56 @@ def exited(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def test_a_delivery_process_that_is_never_ready_loses_nothing(
+    middlewares: Callable[..., MoesifMiddleware],
+    collector: Collector,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A delivery process starved of CPU (its start-up not finished): this process sends the
+    # events itself meanwhile, and nothing waits on the delivery process.
+    monkeypatch.setattr(process, "_CHILD_MODULE", "apps.silent_child")
+    app = middlewares(api, APP_ID, DELIVERY_PROCESS=True, BATCH_SIZE=50)
+    started = time.monotonic()
+    for index in range(500):
+        call(app, "GET", f"/n/{index}")
+    assert app.flush(timeout=20)
+    assert time.monotonic() - started < 10
+    assert len(collector.wait_for_events(500)) == 500
+    assert delivery_counts(app) == (500, 500, 0, 0)
+    assert app.pipeline is not None
+    delivery = app.pipeline.delivery
+    assert isinstance(delivery, ProcessDelivery)
+    starting = delivery.process
+    assert starting is not None and not starting.ready  # it never was
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity")
+def test_one_usable_cpu_means_no_delivery_process(collector: Collector) -> None:
+    # Pinned to one CPU, a delivery process could only run in the app's time: the app's
+    # process delivers, and says so once.
+    done = run_script(
+        f"""
+        import os
+        os.sched_setaffinity(0, {{min(os.sched_getaffinity(0))}})
+        import logging
+        logging.basicConfig(level=logging.WARNING)
+        from moesif_integrations import MoesifMiddleware
+        from wsgi_client import call
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            return [b"ok"]
+        mw = MoesifMiddleware(app, {{"APPLICATION_ID": "x", "BASE_URI": "{collector.url}",
+                                   "DELIVERY_PROCESS": True}})
+        for _ in range(300):
+            call(mw)
+        assert mw.flush(timeout=20)
+        assert mw.pipeline.delivery.process is None
+        print(mw.stats()["sent"])
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "300"
+    assert done.stderr.count("may use 1 CPU") == 1
+    assert len(collector.wait_for_events(300)) == 300

@@ -58,6 +58,7 @@ def assert_accounted(stats: Dict[str, int], requests: int) -> None:
         + stats["sampled_out"]
         + stats["dropped_mask_error"]
         + stats["dropped_unserializable"]
+        + stats["dropped_too_large"]
     ), stats
 
 

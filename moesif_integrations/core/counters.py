@@ -15,6 +15,8 @@ COUNTER_NAMES = (
     "dropped_queue_full",
     "dropped_mask_error",
     "dropped_unserializable",
+    # Events larger on the wire than BATCH_MAX_BYTES.
+    "dropped_too_large",
     "failed",
     "capture_errors",
     "hook_errors",

@@ -12,6 +12,30 @@ from typing import Any, Optional, Sequence, Tuple
 
 Headers = Sequence[Tuple[str, str]]
 
+# What a record counts for against the queue's byte bound beyond its strings: the record, its
+# floats and small fields; one header pair (a tuple, two strings); one string object.
+_RECORD_OVERHEAD = 600
+_HEADER_OVERHEAD = 160
+_STRING_OVERHEAD = 50
+_OPTIONAL_TEXTS = ("user_id", "company_id", "session_token", "route", "blocked_by")
+# Deeper metadata than this counts as the bound's worth: it is never queued whole.
+_METADATA_DEPTH = 32
+
+
+def held_size(value: Any, depth: int = 0) -> int:
+    """Bytes a hook's value (metadata: dicts, lists, strings, numbers) holds, roughly."""
+    if isinstance(value, (str, bytes, bytearray)):
+        return _STRING_OVERHEAD + len(value)
+    if depth > _METADATA_DEPTH:
+        return 1 << 40
+    if isinstance(value, dict):
+        return _STRING_OVERHEAD + sum(
+            held_size(key, depth + 1) + held_size(item, depth + 1) for key, item in value.items()
+        )
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return _STRING_OVERHEAD + sum(held_size(item, depth + 1) for item in value)
+    return _STRING_OVERHEAD
+
 
 class ExchangeRecord:
     """One request/response pair (or one outgoing call), before any encoding.
@@ -90,10 +114,26 @@ class ExchangeRecord:
         self.transaction_id = transaction_id
 
     def approximate_size(self) -> int:
-        """Bytes this record holds, roughly: what the queue's byte bound counts."""
-        size = 600 + 80 * (len(self.request_headers) + len(self.response_headers))
+        """Bytes this record holds: what the queue's byte bound counts. Every string the client
+        or a hook chose (path, query, each header's name and value, identities, metadata,
+        bodies) counts by its length, with each object's own overhead."""
+        size = _RECORD_OVERHEAD + len(self.path) + len(self.query)
+        for headers in (self.request_headers, self.response_headers):
+            size += _HEADER_OVERHEAD * len(headers)
+            for name, value in headers:
+                size += len(name) + len(value)
         if self.request_body is not None:
             size += len(self.request_body)
         if self.response_body is not None:
             size += len(self.response_body)
+        # Set by hooks, mostly left at their class defaults: read the instance's own.
+        extra = self.__dict__
+        if extra:
+            for name in _OPTIONAL_TEXTS:
+                text = extra.get(name)
+                if text is not None:
+                    size += _STRING_OVERHEAD + len(text)
+            metadata = extra.get("metadata")
+            if metadata is not None:
+                size += held_size(metadata)
         return size

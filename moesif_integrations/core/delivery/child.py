@@ -81,6 +81,8 @@ class DeliveryChild:
         self.counters = Counters()
         self.encoder = EventEncoder(settings, self.counters)
         self.senders = SenderThreads(settings, _already_encoded, _encoded_size, self.counters)
+        # What this process gives up is counted in the app's process, which logs it at exit.
+        self.senders.queue.log_given_up = False
         self.replies = replies
         self._reported: Any = None
         self._done = threading.Event()

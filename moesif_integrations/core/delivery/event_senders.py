@@ -30,6 +30,9 @@ EVENTS_BATCH_PATH = "/v1/events/batch"
 # About a tenth of a millisecond of encoding between two chances for the app to run.
 _EVENTS_BETWEEN_YIELDS = 16
 
+# Answers that blame a batch's content: the batch is split to isolate the event at fault.
+_CONTENT_BLAMED = (400, 422, 500)
+
 T = TypeVar("T")
 # An item's wire JSON; None when it must be dropped (counted by the encoder).
 Encode = Callable[[T], Optional[bytes]]
@@ -77,6 +80,9 @@ class EventBatchSender:
             encoded = encode(item)
             if encoded is None:
                 continue
+            if len(encoded) + 2 > limit:  # never sent whole: it could never go
+                self._drop_too_large(len(encoded))
+                continue
             if parts and part_bytes + len(encoded) + 1 > limit:
                 self._post(transport, parts, deadline)
                 parts, part_bytes = [], 0
@@ -86,11 +92,58 @@ class EventBatchSender:
             self._post(transport, parts, deadline)
 
     def _post(self, transport: Transport, parts: List[bytes], deadline: Optional[float]) -> None:
+        """Sends one batch; on a 413, or an answer that blames its content (400, 422, 500
+        after the retries), splits it to deliver what the collector takes (``_split``)."""
+        response = self._request(transport, parts, deadline, None)
+        if response.ok:
+            return
+        if len(parts) > 1 and (response.status == 413 or response.status in _CONTENT_BLAMED):
+            self._split(transport, parts, deadline, response.status)
+            return
+        self._give_up(response, len(parts))
+
+    def _split(
+        self, transport: Transport, parts: List[bytes], deadline: Optional[float], status: int
+    ) -> None:
+        """A batch refused for its size (413) goes again in halves, down to single events. One
+        refused for its content goes again in halves, not retried, and the search
+        narrows to a half that failed while the other went through (one bad event costs about
+        two requests per halving); when both halves fail, the collector refuses any content
+        and both are counted failed rather than split further."""
+        half = len(parts) // 2
+        halves = (parts[:half], parts[half:])
+        if status == 413:
+            for piece in halves:
+                self._post(transport, piece, deadline)
+            return
+        answers = [self._request(transport, piece, deadline, 0) for piece in halves]
+        for index, (piece, answer) in enumerate(zip(halves, answers)):
+            if answer.ok:
+                continue
+            if len(piece) > 1 and answers[1 - index].ok and answer.status in _CONTENT_BLAMED:
+                self._split(transport, piece, deadline, answer.status)
+            else:
+                self._give_up(answer, len(piece))
+
+    def _request(
+        self,
+        transport: Transport,
+        parts: List[bytes],
+        deadline: Optional[float],
+        retries: Optional[int],
+    ) -> Response:
+        """One POST of ``parts`` with up to ``retries`` retries (None: MAX_RETRIES); what went
+        is counted as sent."""
         payload = b"[" + b",".join(parts) + b"]"
         level = self._gzip_level
         body = gzip_compress(payload, level) if level else payload
         response = transport.request(
-            "POST", EVENTS_BATCH_PATH, body, gzipped=bool(level), deadline=deadline
+            "POST",
+            EVENTS_BATCH_PATH,
+            body,
+            gzipped=bool(level),
+            deadline=deadline,
+            retries=retries,
         )
         if response.attempts > 1:
             self.counters.add("retries", response.attempts - 1)
@@ -99,14 +152,22 @@ class EventBatchSender:
             etag = response.header("x-moesif-config-etag")
             if etag:
                 self.note_etag(etag)
-            return
-        if response.status == 413 and len(parts) > 1:
-            half = len(parts) // 2
-            self._post(transport, parts[:half], deadline)
-            self._post(transport, parts[half:], deadline)
-            return
-        self.counters.add("failed", len(parts))
-        self._report_failure(response, len(parts))
+        return response
+
+    def _drop_too_large(self, size: int) -> None:
+        self.counters.add("dropped_too_large")
+        self._problems.log(
+            "event-too-large",
+            logging.WARNING,
+            "an event of %d bytes is larger than BATCH_MAX_BYTES (%d): dropped and counted "
+            "(stats()['dropped_too_large'])",
+            size,
+            self._batch_max_bytes,
+        )
+
+    def _give_up(self, response: Response, count: int) -> None:
+        self.counters.add("failed", count)
+        self._report_failure(response, count)
 
     def _report_failure(self, response: Response, count: int) -> None:
         if response.status in (401, 403):

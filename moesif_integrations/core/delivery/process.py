@@ -38,8 +38,16 @@ from .transport import Transport
 
 _CHILD_MODULE = "moesif_integrations.core.delivery.child"
 _record_bytes = wire.record_bytes
-# Longest wait for a new delivery process to read its settings (a loaded machine's cold start).
+# Longest wait for a new delivery process to read its settings (a loaded machine's cold start);
+# meanwhile the hand-off thread sends from this process.
 _READY_TIMEOUT = 30.0
+# How long a record may wait in this process's queue, at most, before a helper sender thread
+# of this process takes it and sends it from here: while the delivery process is not started,
+# not ready or not draining its pipe (its CPU is busy with the app), events still go.
+_STALL_BOUND = 0.5
+# Fewer usable CPUs than this (affinity, cgroup quota): no delivery process, since it could
+# only take its CPU time from the app's process; events are built and sent here.
+_MIN_CPUS = 2
 # How long records wait in this process before being handed off, at most: the delivery process
 # does the batching by BATCH_SIZE and EVENT_BATCH_TIMEOUT. A look every few milliseconds,
 # rather than a wake-up from the request path (a GIL switch per request), hands off what came
@@ -62,6 +70,52 @@ def child_settings(settings: Settings) -> Settings:
     """The settings a delivery process runs with: no hooks (functions of the app's process)."""
     hooks = {spec.field_name: None for spec in OPTIONS if spec.kind is OptionKind.HOOK}
     return settings.replace(delivery_process=False, **hooks)
+
+
+def usable_cpus() -> float:
+    """CPUs this process may use: its affinity mask, capped by a cgroup CPU quota (cgroup v2
+    ``cpu.max``, v1 ``cpu.cfs_quota_us``) where one is set."""
+    try:
+        cpus: float = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    return min(cpus, quota) if quota is not None else cpus
+
+
+def _cgroup_cpu_quota() -> Optional[float]:
+    """The CPU quota (CPUs' worth) of this process's cgroup, if any is set."""
+    try:
+        with open("/proc/self/cgroup") as cgroups:
+            lines = cgroups.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # cgroup v2
+            for where in (f"/sys/fs/cgroup{path}", "/sys/fs/cgroup"):
+                text = _read_text(os.path.join(where, "cpu.max"))
+                if text:
+                    limit, _, period = text.partition(" ")
+                    if limit == "max" or not period:
+                        return None
+                    return int(limit) / int(period)
+        elif "cpu" in controllers.split(","):  # cgroup v1
+            for where in (f"/sys/fs/cgroup/{controllers}{path}", f"/sys/fs/cgroup/{controllers}"):
+                quota_text = _read_text(os.path.join(where, "cpu.cfs_quota_us"))
+                period_text = _read_text(os.path.join(where, "cpu.cfs_period_us"))
+                if quota_text and period_text:
+                    quota = int(quota_text)
+                    return None if quota <= 0 else quota / int(period_text)
+    return None
+
+
+def _read_text(path: str) -> Optional[str]:
+    try:
+        with open(path) as file:
+            return file.read().strip()
+    except (OSError, ValueError):
+        return None
 
 
 def _looks_like_python(executable: Optional[str]) -> bool:
@@ -250,8 +304,10 @@ class ProcessDelivery:
                 due_items=max(1, min(_HANDOFF_MAX, settings.event_queue_size // 2)),
                 due_bytes=max(1, settings.event_queue_max_bytes // 2),
                 max_wait=_HANDOFF_DELAY,
-                consumers=1,
-                thread_name="moesif-integrations-handoff",
+                # Consumer 0 hands off; the others send from this process what waited too long.
+                consumers=1 + settings.event_worker_count,
+                thread_name="moesif-integrations-handoff-{}",
+                helper_wait=_STALL_BOUND,
             ),
             counters,
             self._run_handoff,
@@ -295,6 +351,9 @@ class ProcessDelivery:
         self._process_queued = 0
         self._starts = 0
         self._sends_here = False
+        # A delivery process started but not ready yet, and since when.
+        self._starting: Optional[DeliveryProcess] = None
+        self._starting_since = 0.0
 
     def after_fork_in_child(self) -> None:
         # The parent's delivery process is the parent's; this child starts its own.
@@ -302,15 +361,20 @@ class ProcessDelivery:
 
     @property
     def process(self) -> Optional[DeliveryProcess]:
-        """The delivery process started last, if any (it may have exited since)."""
-        return self._process
+        """The delivery process started last, if any (it may be starting still, or have exited
+        since)."""
+        starting = self._starting
+        return starting if starting is not None else self._process
 
     # ------------------------------------------------------------------ hand-off thread
 
     def _run_handoff(self, number: int) -> None:
-        # The connection is only for the fallback: none is opened while a process delivers.
+        # The connection is only for sending here: none is opened while a process delivers.
         with Transport(self._settings, self.queue.stopping) as transport:
-            self.queue.serve(number, lambda batch: self._hand_off(transport, batch))
+            if number:
+                self.queue.serve(number, lambda batch: self._send_here(transport, batch))
+            else:
+                self.queue.serve(number, lambda batch: self._hand_off(transport, batch))
 
     def _hand_off(self, transport: Transport, batch: List[Queued]) -> None:
         process = self._running_process()
@@ -339,13 +403,33 @@ class ProcessDelivery:
         ]
         queue = self.queue
         polite = not queue.has_due_batch()
-        self._sender.send(transport, records, self._encode, polite=polite, deadline=queue.deadline)
+        size = self._settings.batch_size
+        for start in range(0, len(records), size):
+            self._sender.send(
+                transport,
+                records[start : start + size],
+                self._encode,
+                polite=polite,
+                deadline=queue.deadline,
+            )
 
     def _running_process(self) -> Optional[DeliveryProcess]:
+        """The delivery process when it is ready for records; None while this process must
+        send them itself (not started yet, starting, or not to be used)."""
         process = self._process
         if process is not None and not process.gone:
             return process
         if self._sends_here:
+            return None
+        starting = self._starting
+        if starting is not None:
+            return self._started(starting)
+        cpus = usable_cpus()
+        if cpus < _MIN_CPUS:
+            self._fall_back(
+                f"this process may use {cpus:g} CPU (affinity, cgroup quota), and a delivery "
+                "process would take its time from the app"
+            )
             return None
         if self._starts > _MAX_RESTARTS:
             self._fall_back(f"it exited {self._starts} times")
@@ -362,7 +446,19 @@ class ProcessDelivery:
             # hand-off; what it captured is sent from here.
             self._fall_back(f"it could not start: {exc}")
             return None
-        if not process.wait_ready(_READY_TIMEOUT):
+        self._starting = process
+        self._starting_since = time.monotonic()
+        # Usually ready within this: then the first records already go to it.
+        process.wait_ready(_STALL_BOUND)
+        return self._started(process)
+
+    def _started(self, process: DeliveryProcess) -> Optional[DeliveryProcess]:
+        """The starting process once it said it is ready; None (records sent from here) until
+        then, and for good if it exited or did not answer within _READY_TIMEOUT."""
+        if not process.wait_ready(0.0):
+            if not process.gone and time.monotonic() - self._starting_since < _READY_TIMEOUT:
+                return None
+            self._starting = None
             process.close(0.0)
             self._fall_back(
                 "it exited at start"
@@ -370,6 +466,7 @@ class ProcessDelivery:
                 else f"it did not answer within {_READY_TIMEOUT:.0f}s"
             )
             return None
+        self._starting = None
         with self._status_lock:
             self._process_counters = {}
             self._process_queued = 0
@@ -457,5 +554,9 @@ class ProcessDelivery:
         return self.queue.shutdown(timeout)
 
     def _close_process(self, timeout: float) -> bool:
+        starting = self._starting
+        if starting is not None:  # never ready: it holds nothing
+            self._starting = None
+            starting.close(0.0)
         process = self._process
         return process is None or process.gone or process.close(timeout)

@@ -63,6 +63,9 @@ class QueueRules:
     failed_counter: str
     # lifecycle.py shuts queues down in this order at exit (lower first).
     exit_order: int
+    # A helper also takes what waited this long (None: ``max_wait``), whatever consumer 0 is
+    # doing: the bound on how long consumer 0 being stuck can hold the queue up.
+    helper_wait: Optional[float] = None
 
 
 class BoundedQueue(Generic[T]):
@@ -85,10 +88,15 @@ class BoundedQueue(Generic[T]):
         self._consumer = consumer
         self._after_stop = after_stop
         self._problems = LogOnce()
+        # Whether shutdown logs what it gave up (off where another process reports it).
+        self.log_given_up = True
         # The bounds and due rules as attributes of their own: put() reads them on every call.
         self._max_items, self._max_bytes = rules.max_items, rules.max_bytes
         self._due_items, self._due_bytes = rules.due_items, rules.due_bytes
-        self._backlog_items = max(2 * rules.due_items, 2)
+        # A backlog: twice a due batch, or half the bound if that comes first.
+        self._backlog_items = max(1, min(2 * rules.due_items, rules.max_items // 2))
+        # Past these, a producer lets the consumers catch up (``_let_consumers_catch_up``).
+        self._yield_items, self._yield_bytes = rules.max_items // 2, rules.max_bytes // 2
         # Items accepted since start; a forked child goes on counting from the parent's count.
         self._accepted = 0
         self._reset()
@@ -123,6 +131,7 @@ class BoundedQueue(Generic[T]):
     def put(self, item: T, size: int) -> bool:
         """Queues ``item`` (``size`` bytes against the byte bound); False, counted and logged
         when the queue is full or closed."""
+        backlog, accepted = False, True
         with self._lock:
             entries = self._entries
             n = len(entries) + 1
@@ -132,11 +141,34 @@ class BoundedQueue(Generic[T]):
                 self._queued_bytes = queued_bytes
                 self._accepted += 1
                 # One comparison on the common path; the rare cases are sorted out apart.
-                if n >= self._due_items or queued_bytes >= self._due_bytes or not self._threads:
+                if (
+                    n >= self._due_items
+                    or queued_bytes >= self._due_bytes
+                    or n == 1
+                    or not self._threads
+                ):
                     self._grew(n, 1, queued_bytes, size)
-                return True
-        self._refuse(1)
-        return False
+                    if n > self._yield_items or queued_bytes > self._yield_bytes:
+                        backlog = True
+                if not backlog:
+                    return True
+            else:
+                accepted = False
+        if not accepted:
+            self._refuse(1)
+            return False
+        self._let_consumers_catch_up()
+        return True
+
+    @staticmethod
+    def _let_consumers_catch_up() -> None:
+        """Past half of either bound, the producer lets the consumers run before it goes on:
+        an app that keeps the CPU busy must not starve delivery into dropping events. It costs
+        a producer next to nothing when the consumers wait on the network (nobody else wants
+        the GIL); when they want the CPU it gives them up to one switch interval (5 ms) per
+        item queued, so the app slows to the rate its events are delivered at instead of
+        losing them."""
+        time.sleep(0)
 
     def put_all(self, items: Sequence[T], sizes: Sequence[int]) -> bool:
         """Queues all the items or, when they do not all fit, none of them (refused as ``put``
@@ -158,10 +190,14 @@ class BoundedQueue(Generic[T]):
         # Called with the lock held: wakes consumer 0 when a batch just became due, the helpers
         # when a backlog just formed, and starts the consumers on first use in this process.
         rules = self.rules
-        if n - added < rules.due_items <= n or (
-            queued_bytes - added_bytes < rules.due_bytes <= queued_bytes
+        if (
+            n == added  # the queue was empty: the consumers wait without a timeout
+            or n - added < rules.due_items <= n
+            or (queued_bytes - added_bytes < rules.due_bytes <= queued_bytes)
         ):
             self._wake.notify()
+            if n == added and rules.helper_wait is not None:
+                self._wake_helpers.notify_all()
         if n - added < self._backlog_items <= n:
             self._wake_helpers.notify()
         if not self._threads:
@@ -225,6 +261,7 @@ class BoundedQueue(Generic[T]):
         """Waits until a batch is due for consumer ``number`` and takes it; empty once the
         queue is stopped and empty."""
         rules = self.rules
+        helper_only_stalls = rules.helper_wait is not None
         with self._lock:
             entries = self._entries
             while True:
@@ -232,19 +269,29 @@ class BoundedQueue(Generic[T]):
                 if stopping and not entries:
                     return []
                 n = len(entries)
-                wait = rules.max_wait
+                wait = (
+                    rules.max_wait
+                    if number == 0 or rules.helper_wait is None
+                    else (rules.helper_wait)
+                )
                 if n:
                     if number == 0:
                         due = n >= rules.due_items or self._queued_bytes >= rules.due_bytes
                     else:  # a helper: only for a backlog consumer 0 is not clearing
                         due = n >= self._backlog_items or self._queued_bytes >= rules.due_bytes
-                    if due or self._flush_requests or stopping:
+                    # A flush wakes every consumer, but helpers that stand in for a stuck
+                    # consumer 0 (``helper_wait``) only take what waited too long.
+                    flushing = self._flush_requests and (number == 0 or not helper_only_stalls)
+                    if due or flushing or stopping:
                         break
                     if wait is not None:
                         age = _monotonic() - entries[0][2]
                         if age >= wait:
                             break
                         wait -= age
+                elif not stopping:
+                    # Nothing queued: the next put wakes this consumer (no polling meanwhile).
+                    wait = None
                 (self._wake if number == 0 else self._wake_helpers).wait(wait)
             batch = []
             for _ in range(min(rules.batch_items, len(entries))):
@@ -291,9 +338,15 @@ class BoundedQueue(Generic[T]):
         return self._closed
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Every consumer takes what is queued at once; True when the queue emptied and its
-        batches were handled within ``timeout`` seconds."""
+        """Every consumer takes what is queued at once; True when the queue emptied within
+        ``timeout`` seconds and nothing failed meanwhile (every batch reached the collector)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        failed_before = self._counters.get(self.rules.failed_counter)
+        return self._flush(deadline) and (
+            self._counters.get(self.rules.failed_counter) == failed_before
+        )
+
+    def _flush(self, deadline: Optional[float]) -> bool:
         with self._lock:
             if not self._entries and not self._in_flight:
                 return True
@@ -331,11 +384,14 @@ class BoundedQueue(Generic[T]):
     def shutdown(self, timeout: Optional[float] = None) -> bool:
         """Flushes within ``timeout`` (default: the owner's SHUTDOWN_TIMEOUT), then closes the
         queue (later items are refused), stops the consumers and runs ``after_stop`` with what
-        is left of ``timeout``. True when everything was delivered; otherwise one log line says
-        how many items were left unsent."""
+        is left of ``timeout``. True when everything was delivered; otherwise one log line
+        (unless ``log_given_up`` is off) says how many items were given up: those left unsent
+        (counted as failed) and those that failed meanwhile."""
         if timeout is None:
             timeout = self.shutdown_timeout
         started = time.monotonic()
+        counters, failed_counter = self._counters, self.rules.failed_counter
+        failed_before = counters.get(failed_counter)
         delivered = self.flush(timeout)
         with self._lock:
             self._closed = True
@@ -346,11 +402,19 @@ class BoundedQueue(Generic[T]):
         for thread in threads:
             thread.join(min(1.0, max(0.0, timeout - (time.monotonic() - started))))
         if left:
-            logger.warning(
-                "shutdown: %d %s left unsent after %.1fs", left, self.rules.what, timeout
-            )
-        delivered = delivered and not left
+            counters.add(failed_counter, left)
         if self._after_stop is not None:
             remaining = max(0.0, timeout - (time.monotonic() - started))
             delivered = self._after_stop(remaining) and delivered
-        return delivered
+        given_up = counters.get(failed_counter) - failed_before
+        if given_up and self.log_given_up:
+            logger.warning(
+                "shutdown: %d %s given up (%d %s left unsent after %.1fs, %d failed to send)",
+                given_up,
+                self.rules.what,
+                left,
+                self.rules.what,
+                timeout,
+                given_up - left,
+            )
+        return delivered and not given_up

@@ -1,8 +1,11 @@
 """HTTP to the collector: one keep-alive connection per sender, gzip, timeouts, bounded retries.
 
 The standard library's http.client is enough for one destination host and keeps the core free of
-dependencies. Every call has a connect and a read timeout; retries back off exponentially with
-full jitter, honour Retry-After, and stop early when the sender is told to stop.
+dependencies. Every call has a connect timeout and, once connected, one overall deadline
+(READ_TIMEOUT) for sending the request and reading the whole answer, however slowly the answer
+trickles in; at most ``MAX_ANSWER_BYTES`` of an answer are read. A call past its deadline fails
+like a lost connection and is retried. Retries back off exponentially with full jitter, honour
+Retry-After, and stop early when the sender is told to stop.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import email.utils
 # (gunicorn --preload after the master sent events) leaves the child's codec lookup broken for
 # good ("unknown encoding: idna") and it can never connect: import it before any thread runs.
 import encodings.idna  # noqa: F401
+import functools
 import http.client
+import io
 import random
 import socket
 import ssl
@@ -21,7 +26,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 from urllib.parse import urlsplit
 
 from ..._version import __version__
@@ -30,6 +35,9 @@ if TYPE_CHECKING:
     from ..config.schema import Settings
 
 USER_AGENT = f"moesif-integrations-python/{__version__}"
+# Most bytes read of one answer (its body); the collector's answers are a few hundred bytes, the
+# app config and governance rules a few kilobytes. The rest is left unread, the connection closed.
+MAX_ANSWER_BYTES = 1_000_000
 
 
 @dataclass
@@ -79,6 +87,35 @@ def gzip_compress(payload: bytes, level: int) -> bytes:
     # zlib releases the GIL while it compresses, so the app's threads keep running.
     compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
     return compressor.compress(payload) + compressor.flush()
+
+
+class _DeadlineSocketReader(io.RawIOBase):
+    """A socket's receiving side that gives up at a ``time.monotonic()`` deadline: each receive
+    waits at most until then, so an answer dripping in byte by byte ends there too."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("the collector's answer did not arrive within READ_TIMEOUT")
+        self._sock.settimeout(remaining)
+        return self._sock.recv_into(buffer)
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """An HTTP answer read through a ``_DeadlineSocketReader``."""
+
+    def __init__(self, sock: socket.socket, deadline: float, **kwargs: object) -> None:
+        super().__init__(sock, **kwargs)  # type: ignore[arg-type]
+        self.fp.close()
+        self.fp = io.BufferedReader(_DeadlineSocketReader(sock, deadline))
 
 
 class _TimedHTTPConnection(http.client.HTTPConnection):
@@ -149,15 +186,29 @@ class Transport:
     def request_once(
         self, method: str, path: str, body: Optional[bytes] = None, gzipped: bool = False
     ) -> Response:
+        """One attempt: connects (within CONNECT_TIMEOUT) if no connection is open, then sends
+        and reads the answer within READ_TIMEOUT in all."""
         headers = dict(self._headers)
         if gzipped:
             headers["Content-Encoding"] = "gzip"
         for fresh_connection in (False, True):
             conn = self._connection()
             try:
+                if conn.sock is None:
+                    conn.connect()
+                deadline = time.monotonic() + self._settings.read_timeout
+                conn.sock.settimeout(self._settings.read_timeout)
+                conn.response_class = functools.partial(  # type: ignore[assignment]
+                    _DeadlineResponse, deadline=deadline
+                )
                 conn.request(method, self._prefix + path, body=body, headers=headers)
                 raw = conn.getresponse()
-                data = raw.read()
+                data = raw.read(MAX_ANSWER_BYTES + 1)
+                if len(data) > MAX_ANSWER_BYTES:
+                    data = data[:MAX_ANSWER_BYTES]
+                    raw.will_close = True
+                elif not raw.isclosed():
+                    raw.will_close = True
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
                 # A kept-alive connection the server closed meanwhile fails on first use: one
@@ -180,11 +231,13 @@ class Transport:
         body: Optional[bytes] = None,
         gzipped: bool = False,
         deadline: Optional[float] = None,
+        retries: Optional[int] = None,
     ) -> Response:
         """One request with bounded retries of transient failures.
 
-        Stops retrying when the attempts are used up, when the next wait would pass ``deadline``
-        (a time.monotonic() value), or when the stop event is set.
+        Stops retrying when the attempts (``retries``, default MAX_RETRIES) are used up, when
+        the next wait would pass ``deadline`` (a time.monotonic() value), or when the stop event
+        is set.
         """
         attempt = 0
         while True:
@@ -193,7 +246,9 @@ class Transport:
             response.attempts = attempt
             if response.ok or not is_transient(response.status):
                 return response
-            if attempt > self._settings.max_retries or self._stop.is_set():
+            if attempt > (self._settings.max_retries if retries is None else retries) or (
+                self._stop.is_set()
+            ):
                 return response
             delay = self.backoff(attempt, parse_retry_after(response.header("retry-after")))
             if deadline is not None and time.monotonic() + delay > deadline:
