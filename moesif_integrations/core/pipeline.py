@@ -96,6 +96,19 @@ class Pipeline:
         process starts fetching them in the background)."""
         return self.app_config.current()
 
+    def wait_for_app_config(self, timeout: float) -> bool:
+        """Starts fetching the app config and rules, if no request did yet, and waits up to
+        ``timeout`` seconds for them; True when they arrived. For demos and tests: requests
+        never wait for them."""
+        app_config = self.app_config
+        app_config.current()
+        deadline = time.monotonic() + timeout
+        while app_config.completed == 0:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     def sampled_out(self) -> None:
         self.counters.add("sampled_out")
 

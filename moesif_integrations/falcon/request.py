@@ -22,6 +22,7 @@ from ..core import (
     WsgiExchange,
     capture_request_body,
     exchange_from_scope,
+    receive_ahead,
     scope_client,
     scope_path,
     transaction_id_for,
@@ -94,8 +95,22 @@ def begin_asgi(capture: Capture, req: Any, resp: Any) -> Optional[Exchange]:
     exchange.decided(decisions, rate)
     if capture.log_body:
         _capture_asgi_body(exchange, req, length)
-    _govern(exchange, req, resp)
     return exchange
+
+
+async def govern_asgi(exchange: Exchange, req: Any, resp: Any) -> None:
+    """``_govern`` under ASGI: a rule on the body gets it received ahead (up to the capture
+    limit), and the app receives it again through ``req._receive``."""
+    body = None
+    if exchange.decisions.governance.needs_body and never_read(req):
+        receive = getattr(req, "_receive", None)
+        if receive is not None:
+            body, replay = await receive_ahead(
+                getattr(req, "_first_event", None), receive, exchange.capture.request_limit
+            )
+            if replay is not None:
+                req._receive = replay
+    _govern(exchange, req, resp, body)
 
 
 def _capture_asgi_body(exchange: Exchange, req: Any, length: Any) -> None:
@@ -124,10 +139,10 @@ def never_read(req: Any) -> bool:
     return getattr(req, "_stream", None) is None
 
 
-def _govern(exchange: Exchange, req: Any, resp: Any) -> None:
+def _govern(exchange: Exchange, req: Any, resp: Any, body: Optional[bytes] = None) -> None:
     """Governance answers for the resource when its rules say so: Falcon skips routing and the
     responder. Headers the rules add without blocking go on the response now."""
-    block = exchange.governance((req, resp))
+    block = exchange.governance((req, resp), body=body)
     if block is None:
         for name, value in exchange.rule_headers or ():
             resp.append_header(name, value)

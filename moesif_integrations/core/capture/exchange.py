@@ -200,18 +200,24 @@ class Exchange(ExchangeRecord):
                 self.weight = weight_of(rate)
 
     def governance(
-        self, args: Optional[HookArguments] = None, user_args: Optional[HookArguments] = None
+        self,
+        args: Optional[HookArguments] = None,
+        user_args: Optional[HookArguments] = None,
+        body: Optional[bytes] = None,
     ) -> Optional[Block]:
         """Applies the governance rules before the app runs: the Block that answers for the app
         (noted in the record), or None when the app is to run (the headers rules add are in
         ``rule_headers``). A rule on the user or company calls the identification hooks now,
-        with ``args`` / ``user_args`` as ``identify`` takes them; a rule on the body reads it
-        first (``body_for_rules``). Never raises: a failure lets the app run."""
+        with ``args`` / ``user_args`` as ``identify`` takes them; a rule on the body reads
+        ``body`` (what an ASGI adapter received ahead), else ``body_for_rules()``. Never raises:
+        a failure lets the app run."""
         rules = self.decisions.governance
         if not rules.governs:
             return None
         try:
-            facts = Facts(self, self.body_for_rules() if rules.needs_body else None)
+            if rules.needs_body and body is None:
+                body = self.body_for_rules()
+            facts = Facts(self, body)
             user_id = company_id = None
             if rules.needs_identity:
                 user_id, company_id = self._identify_for_rules(args, user_args)
@@ -230,9 +236,8 @@ class Exchange(ExchangeRecord):
 
     def body_for_rules(self) -> Optional[bytes]:
         """The request body as far as the rules may read it (at most the capture limit), the app
-        still reading all of it afterwards. Here: what was received so far."""
-        body = self.request_capture
-        return body.value() if body is not None else None
+        still reading all of it afterwards; none unless the protocol reads ahead."""
+        return None
 
     def _identify_for_rules(
         self, args: Optional[HookArguments], user_args: Optional[HookArguments]

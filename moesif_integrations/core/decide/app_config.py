@@ -48,8 +48,10 @@ class AppConfigSource:
         self.decisions: Decisions = NO_DECISIONS
         # The texts the current decisions were compiled from.
         self._texts: Tuple[bytes, bytes] = (b"", b"")
+        # Fetches of both documents begun, failed and completed, in this process and its parent.
         self.fetches = 0
         self.failures = 0
+        self.completed = 0
         self._fresh_state()
         reset_in_forked_child(self)
 
@@ -112,6 +114,7 @@ class AppConfigSource:
                     )
                 if ok:
                     failures = 0
+                    self.completed += 1
                     wait = self._interval
                 else:
                     failures += 1
