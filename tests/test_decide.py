@@ -370,3 +370,32 @@ def test_replay_input_gives_the_body_back_whole() -> None:
             source = io.BytesIO(body)
             prefix = source.read(ahead)
             assert reader(ReplayInput(prefix, source)) == body, (ahead, reader)
+
+
+def test_many_regex_rules_share_one_route_search_and_still_match_alike() -> None:
+    rules = [
+        _regex_rule(
+            f"r{n}", [("request.route", f"^/never/{n}/")], block=True, response={"status": 403}
+        )
+        for n in range(50)
+    ]
+    rules.append(
+        _regex_rule(
+            "post-items",
+            [("request.verb", "^POST$"), ("request.route", "^/items$|^/orders$")],
+            block=True,
+            response={"status": 405},
+        )
+    )
+    governance = _governance(rules)
+    assert governance._regex_route_search is not None
+    assert governance.verdict(Facts(record("/items/1")), None, None) is None
+    assert governance.verdict(Facts(record("/items", "GET")), None, None) is None
+    assert governance.verdict(Facts(record("/orders", "POST")), None, None).block.status == 405
+    assert governance.verdict(Facts(record("/never/7/x")), None, None).block.rule_id == "r7"
+    # A rule without conditions applies everywhere: no shared search can rule it out.
+    everywhere = _governance(
+        [*rules, {"_id": "all", "type": "regex", "response": {"headers": {"X-A": "1"}}}]
+    )
+    assert everywhere._regex_route_search is None
+    assert everywhere.verdict(Facts(record("/x")), None, None).headers == [("X-A", "1")]

@@ -37,6 +37,9 @@ class Pipeline:
         # Sampling and governance rules: fetched in this process (even with DELIVERY_PROCESS:
         # they act before the app runs), from the first request on.
         self.app_config = AppConfigSource(settings)
+        # The sampling and rules in force, for one exchange; never waits (the first call in a
+        # process starts fetching them in the background).
+        self.decisions: Callable[[], Decisions] = self.app_config.current
         # Where records go: the one place that chooses between the two ways of delivering.
         self.delivery: EventDelivery
         if settings.delivery_process:
@@ -90,11 +93,6 @@ class Pipeline:
             where,
             exc_info=True,
         )
-
-    def decisions(self) -> Decisions:
-        """The sampling and rules in force, for one exchange; never waits (the first call in a
-        process starts fetching them in the background)."""
-        return self.app_config.current()
 
     def wait_for_app_config(self, timeout: float) -> bool:
         """Starts fetching the app config and rules, if no request did yet, and waits up to

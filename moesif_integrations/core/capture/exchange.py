@@ -64,7 +64,7 @@ class Capture:
         if not sampling.decides_early:
             return None
         rate = sampling.early_rate(verb, route, ip_address)
-        if rate is None or sampling.keeps(rate):
+        if rate is None or rate >= 100 or (rate > 0 and sampling.keeps(rate)):
             return rate
         if decisions.governance.governs:
             return 0.0

@@ -25,6 +25,8 @@ MAX_REPEATS = 4
 # Field paths every condition knows; a rule may also name request.headers.<name> and
 # request.body.<dotted path>.
 REQUEST_FIELDS = ("request.verb", "request.route", "request.ip_address")
+# Where Facts.route_values holds each of REQUEST_FIELDS.
+ROUTE_INDEX = {"request.verb": 0, "request.route": 1, "request.ip_address": 2}
 RESPONSE_FIELDS = ("response.status",)
 
 # The regular expression parser of the running Python (``re._parser`` since 3.11).
@@ -102,10 +104,12 @@ def _unsafe(items: Any, in_repeat: bool, repeats: List[int]) -> bool:
 class Facts:
     """The fields of one exchange as conditions read them; the body parsed at most once."""
 
-    __slots__ = ("record", "_raw_body", "_body", "_body_parsed")
+    __slots__ = ("record", "route_values", "_raw_body", "_body", "_body_parsed")
 
     def __init__(self, record: ExchangeRecord, body: Optional[bytes] = None) -> None:
         self.record = record
+        # The fields most conditions read, in ROUTE_INDEX order.
+        self.route_values = (record.method, record.path, record.remote_addr)
         # The request body as read before the app (the record's own comes at the end).
         self._raw_body = body
         self._body: Any = None
@@ -191,20 +195,16 @@ Reader = Callable[[Facts], Optional[str]]
 class Condition:
     """``path`` searched with ``pattern``; a field that is absent never matches."""
 
-    __slots__ = ("path", "pattern", "read", "needs_body", "needs_response")
+    __slots__ = ("path", "pattern", "search", "index", "read", "needs_body")
 
     def __init__(self, path: str, pattern: Pattern[str], read: Reader) -> None:
         self.path = path
-        self.pattern = pattern
+        self.pattern = pattern.pattern
+        self.search = pattern.search
+        # Where Facts.route_values holds the field; -1: ``read`` finds it.
+        self.index = ROUTE_INDEX.get(path, -1)
         self.read = read
         self.needs_body = path.startswith("request.body.")
-        self.needs_response = path in RESPONSE_FIELDS
-
-    def matches(self, facts: Facts) -> bool:
-        text = self.read(facts)
-        if text is None:
-            return False
-        return self.pattern.search(text[:MAX_MATCHED_CHARS]) is not None
 
 
 def compile_condition(data: Any, allowed: Tuple[str, ...], rule_paths: bool) -> Condition:
@@ -263,8 +263,12 @@ def compile_groups(data: Any, allowed: Tuple[str, ...], rule_paths: bool) -> Tup
 
 
 def group_matches(group: Group, facts: Facts) -> bool:
+    """Whether every condition of ``group`` matches (an absent field never does)."""
+    values = facts.route_values
     for condition in group:
-        if not condition.matches(facts):
+        index = condition.index
+        text = values[index] if index >= 0 else condition.read(facts)
+        if text is None or condition.search(text[:MAX_MATCHED_CHARS]) is None:
             return False
     return True
 
@@ -279,3 +283,21 @@ def any_group_matches(groups: Tuple[Group, ...], facts: Facts) -> bool:
 def as_object(value: Any) -> Dict[str, Any]:
     """``value`` when it is a JSON object, else an empty one."""
     return value if isinstance(value, dict) else {}
+
+
+def any_route_search(groups: Sequence[Group]) -> Optional[Callable[[str], Any]]:
+    """One search of the route that finds something whenever any of ``groups`` may match:
+    every group has a route condition and the route must match one of them. None when some
+    group has no route condition (or the patterns do not combine)."""
+    patterns = []
+    for group in groups:
+        route = [c.pattern for c in group if c.index == ROUTE_INDEX["request.route"]]
+        if not route:
+            return None
+        patterns.append(route[0])
+    if not patterns:
+        return None
+    try:
+        return re.compile("|".join(f"(?:{pattern})" for pattern in patterns)).search
+    except (re.error, RecursionError, OverflowError):  # a flag or group name that clashes
+        return None

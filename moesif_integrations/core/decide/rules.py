@@ -18,11 +18,13 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from .conditions import (
+    MAX_MATCHED_CHARS,
     REQUEST_FIELDS,
     Facts,
     Group,
     Problems,
     any_group_matches,
+    any_route_search,
     as_object,
     compile_groups,
 )
@@ -36,6 +38,7 @@ _BAD_VALUE_CHARACTERS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _MAX_HEADERS = 50
 JSON_CONTENT_TYPE = ("Content-Type", "application/json")
 Values = Dict[str, str]
+NO_VALUES: Values = {}
 # An entity (user or company id) -> the values its config entry gives the rule.
 Entities = Dict[str, Values]
 
@@ -91,24 +94,22 @@ class Rule:
         return any(c.needs_body for group in self.groups for c in group)
 
     def values_for(self, entity: Optional[str], facts: Facts) -> Optional[Values]:
-        """The values the rule substitutes when it applies to this request; None when not."""
-        if self.kind != "regex":
-            if entity is None:
-                if not self.unidentified:
-                    return None
-                values: Values = {}
-            else:
-                listed = self.entities.get(entity)
-                if self.matching:
-                    if listed is None:
-                        return None
-                    values = listed
-                else:
-                    if listed is not None:
-                        return None
-                    values = {}
+        """The values a user or company rule substitutes when it applies to this request (the
+        user or company ``entity``); None when it does not apply."""
+        if entity is None:
+            if not self.unidentified:
+                return None
+            values = NO_VALUES
         else:
-            values = {}
+            listed = self.entities.get(entity)
+            if self.matching:
+                if listed is None:
+                    return None
+                values = listed
+            else:
+                if listed is not None:
+                    return None
+                values = NO_VALUES
         if self.groups and not any_group_matches(self.groups, facts):
             return None
         return values
@@ -137,6 +138,12 @@ class Governance:
         self.company = [rule for rule in rules if rule.kind == "company"]
         self.user = [rule for rule in rules if rule.kind == "user"]
         self.governs = bool(rules)
+        # One search of the route that must find something before any regex rule can apply;
+        # None: every regex rule is tried.
+        self._regex_route_search = any_route_search(
+            [group for rule in self.regex for group in rule.groups]
+            + ([()] if any(not rule.groups for rule in self.regex) else [])
+        )
         # Whether a rule needs the user or company before the app runs.
         self.needs_identity = bool(self.company or self.user)
         # Whether a rule reads the request body before the app runs.
@@ -147,10 +154,13 @@ class Governance:
     ) -> Optional[Verdict]:
         """The answer of the rules for one request; None when no rule applies."""
         applied: List[Tuple[Rule, Values]] = []
-        for rule in self.regex:
-            values = rule.values_for(None, facts)
-            if values is not None:
-                applied.append((rule, values))
+        route_search = self._regex_route_search
+        route = facts.record.path
+        if route_search is None or route_search(route[:MAX_MATCHED_CHARS]) is not None:
+            for rule in self.regex:
+                groups = rule.groups
+                if not groups or any_group_matches(groups, facts):
+                    applied.append((rule, NO_VALUES))
         for rules, entity in ((self.company, company_id), (self.user, user_id)):
             for rule in rules:
                 values = rule.values_for(entity, facts)

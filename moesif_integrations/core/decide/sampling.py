@@ -20,14 +20,15 @@ from .conditions import (
     MAX_MATCHED_CHARS,
     REQUEST_FIELDS,
     RESPONSE_FIELDS,
+    ROUTE_INDEX,
     Problems,
     compile_pattern,
 )
 
 FULL_RATE = 100.0
-# Where early_rate finds each request field in its (verb, route, ip_address) triple.
-_ROUTE_INDEX = {"request.verb": 0, "request.route": 1, "request.ip_address": 2}
 RouteCondition = Tuple[int, Pattern[str]]
+# Paths early_rate remembers (a bounded memo: paths are the clients' to choose).
+_ROUTES_REMEMBERED = 4096
 
 
 def as_rate(value: Any) -> Optional[float]:
@@ -92,11 +93,32 @@ class Sampling:
             any(not entry.status for entry in self.entries)
             or not (self.user_rates or self.company_rates)
         )
+        # early_rate's answers by path, when the path is all its conditions read: an app serves
+        # the same few routes again and again.
+        self._by_route: Optional[Dict[Optional[str], Optional[float]]] = None
+        if all(index == 1 for entry in self.entries for index, _ in entry.route):
+            self._by_route = {}
 
     def early_rate(
         self, verb: Optional[str], route: Optional[str], ip_address: Optional[str]
     ) -> Optional[float]:
         """The rate when the route alone decides it; None when identity or the status may."""
+        by_route = self._by_route
+        if by_route is None:
+            return self._early_rate(verb, route, ip_address)
+        try:
+            return by_route[route]
+        except KeyError:
+            pass
+        rate = self._early_rate(verb, route, ip_address)
+        if len(by_route) >= _ROUTES_REMEMBERED:
+            by_route.clear()
+        by_route[route] = rate
+        return rate
+
+    def _early_rate(
+        self, verb: Optional[str], route: Optional[str], ip_address: Optional[str]
+    ) -> Optional[float]:
         values = (verb, route, ip_address)
         for entry in self.entries:
             if entry.route_matches(values):
@@ -206,7 +228,7 @@ def _entry(item: Any) -> SamplingEntry:
         path = condition.get("path")
         pattern = compile_pattern(condition.get("value"))
         if path in REQUEST_FIELDS:
-            route.append((_ROUTE_INDEX[path], pattern))
+            route.append((ROUTE_INDEX[path], pattern))
         elif path in RESPONSE_FIELDS and status is None:
             status = pattern
         else:
