@@ -35,16 +35,26 @@ TAG_HEALTH = {
 }
 
 
-def user_from(*args: Any) -> Optional[str]:
-    """IDENTIFY_USER for every adapter: the X-User header, from an environ or a Falcon
-    request."""
-    for arg in args:
-        if isinstance(arg, dict) and "REQUEST_METHOD" in arg:
-            return arg.get("HTTP_X_USER")
-        get_header = getattr(arg, "get_header", None)
-        if get_header is not None:
-            return get_header("X-User")  # type: ignore[no-any-return]
-    return None
+def header_hook(name: str) -> Callable[..., Optional[str]]:
+    """A hook for every adapter that answers the request header ``name``, read from an environ
+    or a Falcon request."""
+    environ_key = "HTTP_" + name.upper().replace("-", "_")
+
+    def hook(*args: Any) -> Optional[str]:
+        for arg in args:
+            if isinstance(arg, dict) and "REQUEST_METHOD" in arg:
+                return arg.get(environ_key)
+            get_header = getattr(arg, "get_header", None)
+            if get_header is not None:
+                return get_header(name)  # type: ignore[no-any-return]
+        return None
+
+    return hook
+
+
+# IDENTIFY_USER and IDENTIFY_COMPANY: the X-User and X-Company headers.
+user_from = header_hook("X-User")
+company_from = header_hook("X-Company")
 
 
 def counting(hook: Callable[..., Any], calls: List[Any]) -> Callable[..., Any]:
@@ -240,6 +250,62 @@ def test_user_rules_identify_before_the_app_and_substitute_values(
         ("alice", "over-quota"),
         ("bob", None),
         (None, None),
+    ]
+
+
+def test_company_rules_apply_before_user_rules_and_a_later_block_wins(
+    make: MakeHarness, collector: Collector
+) -> None:
+    collector.set_config(
+        {
+            "company_rules": {"acme": [{"rules": "unpaid", "values": {"0": "acme"}}]},
+            "user_rules": {"alice": [{"rules": "vip", "values": {}}]},
+        }
+    )
+    collector.set_rules(
+        [
+            {
+                "_id": "unpaid",
+                "type": "company",
+                "block": True,
+                "response": {
+                    "status": 402,
+                    "headers": {"X-Company": "{{0}}", "X-Reason": "unpaid"},
+                    "body": {"company": "{{0}}"},
+                },
+            },
+            {
+                "_id": "vip",
+                "type": "user",
+                "applied_to": "not_matching",
+                "block": True,
+                "response": {"status": 429, "headers": {"X-Reason": "not vip"}, "body": {}},
+            },
+        ]
+    )
+    harness = make(IDENTIFY_USER=user_from, IDENTIFY_COMPANY=company_from)
+    loaded(harness, collector)
+    vip = harness.request("GET", "/items/1", headers={"X-User": "alice", "X-Company": "acme"})
+    assert answer(vip) == (
+        402,
+        {"x-reason": "unpaid", "content-type": "application/json"},
+        {"company": "acme"},
+    )
+    assert vip.headers["x-company"] == "acme"
+    other = harness.request("GET", "/items/2", headers={"X-User": "bob", "X-Company": "acme"})
+    assert answer(other) == (
+        429,
+        {"x-reason": "not vip", "content-type": "application/json"},
+        {},
+    )
+    assert other.headers["x-company"] == "acme"  # the company rule's header, merged
+    free = harness.request("GET", "/items/3", headers={"X-User": "alice", "X-Company": "other"})
+    assert free.status == 200
+    events = delivered(harness, collector, 3)
+    assert [(e["company_id"], e["blocked_by"]) for e in events] == [
+        ("acme", "unpaid"),
+        ("acme", "vip"),
+        ("other", None),
     ]
 
 
