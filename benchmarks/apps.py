@@ -98,11 +98,68 @@ def wrap_moesifwsgi(wsgi_app: Callable[..., Any], settings: BenchSettings) -> An
     return MoesifMiddleware(wsgi_app, settings.moesifwsgi())
 
 
+def wrap_generic_disabled(wsgi_app: Callable[..., Any], settings: BenchSettings) -> Any:
+    """The generic middleware with ENABLED false: the floor a sampled-out request is held to."""
+    from moesif_integrations import MoesifMiddleware
+
+    return MoesifMiddleware(wsgi_app, {**settings.ours(), "ENABLED": False})
+
+
+# Sampling and governance scenarios: app config and rules documents, in force from the first
+# request (the collector's own are never fetched).
+_NO_MATCH_RULES = [
+    {
+        "_id": f"rule-{number}",
+        "type": "regex",
+        "block": True,
+        "regex_config": [
+            {"conditions": [{"path": "request.route", "value": f"^/never/{number}/"}]}
+        ],
+        "response": {"status": 403, "body": {"error": "blocked"}},
+    }
+    for number in range(50)
+]
+DECISION_DOCUMENTS: Dict[str, Tuple[Dict[str, Any], Any]] = {
+    # 50 regex rules loaded, none matching.
+    "generic-rules50": ({}, _NO_MATCH_RULES),
+    # The benchmarked routes sampled at 0%: every request dropped from the route alone.
+    "generic-sampled-out": (
+        {
+            "regex_config": [
+                {"conditions": [{"path": "request.route", "value": "^/items"}], "sample_rate": 0}
+            ]
+        },
+        [],
+    ),
+    # 10% of the requests kept, each standing for 10.
+    "generic-sample10": ({"sample_rate": 10}, []),
+}
+
+
+def wrap_generic_decided(name: str) -> Callable[[Callable[..., Any], BenchSettings], Any]:
+    def wrap(wsgi_app: Callable[..., Any], settings: BenchSettings) -> Any:
+        from moesif_integrations.core.decide.decisions import compile_decisions
+        from moesif_integrations.core.logs import LogOnce
+
+        middleware = wrap_generic(wsgi_app, settings)
+        config, rules = DECISION_DOCUMENTS[name]
+        app_config = middleware.pipeline.app_config
+        app_config.started = True  # these documents, not the collector's
+        app_config.decisions = compile_decisions(config, rules, name, LogOnce())
+        return middleware
+
+    return wrap
+
+
 WRAPPERS = {
     "generic": wrap_generic,
     "generic-process": wrap_generic_process,
     "moesifwsgi": wrap_moesifwsgi,
+    "generic-disabled": wrap_generic_disabled,
+    **{name: wrap_generic_decided(name) for name in DECISION_DOCUMENTS},
 }
+# The rows of the sampling and governance comparison, beside full capture ("generic").
+DECISION_INTEGRATIONS = ("generic-disabled", *DECISION_DOCUMENTS)
 
 
 ITEM = {"id": 42, "name": "widget", "price": 9.99, "tags": ["blue", "large"], "in_stock": True}

@@ -2,7 +2,8 @@
 moesifwsgi, with delivery to a local collector in another process counted.
 
     python benchmarks/overhead.py [--requests N] [--rounds R] [--quick] [--json out.json]
-        [--only generic,generic-process,flask,moesifwsgi,bottle,pyramid,falcon,falcon-asgi]
+        [--only generic,generic-process,flask,moesifwsgi,bottle,pyramid,falcon,falcon-asgi,
+                decide]
         [--no-ceiling] [--no-sustained] [--no-pipeline] [--request-path-blocks N]
         [--instructions]
 
@@ -26,7 +27,14 @@ from typing import Any, Dict, List, Optional, Sequence
 # Run as a script: the sibling modules are importable from this directory.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from apps import FRAMEWORKS, BenchSettings, BuiltApp, missing, version_of  # noqa: E402
+from apps import (  # noqa: E402
+    DECISION_INTEGRATIONS,
+    FRAMEWORKS,
+    BenchSettings,
+    BuiltApp,
+    missing,
+    version_of,
+)
 from ceiling import CEILINGS, build_app  # noqa: E402
 from collector_process import CollectorProcess  # noqa: E402
 from drivers import REQUESTS  # noqa: E402
@@ -74,6 +82,9 @@ SELECTABLE = (
     "pyramid",
     "falcon",
     "falcon-asgi",
+    # The request-path rows of sampling and governance (ENABLED false, 50 rules, a sampled-out
+    # route, 10% sampling), beside full capture: microscope and instruction counts only.
+    "decide",
 )
 BATCH_SIZE = 100
 # Longest wait for the count to move before a run is declared short of events: the batch
@@ -283,9 +294,7 @@ def run_request_path(selected: set, blocks: int, notes: List[str]) -> List[Reque
         notes.append("request path skipped: it uses the Flask app, and flask is missing")
         return []
     flask = next(f for f in FRAMEWORKS if f.name == "flask")
-    integrations = [
-        name for option, name in (("generic", "generic"), ("flask", "ours")) if option in selected
-    ]
+    integrations = request_path_integrations(selected)
     results = []
     with CollectorProcess("request-path") as collector:
         for integration in integrations:
@@ -298,14 +307,24 @@ def run_request_path(selected: set, blocks: int, notes: List[str]) -> List[Reque
     return results
 
 
+def request_path_integrations(selected: set) -> List[str]:
+    """The integrations the request-path measures compare on the Flask app."""
+    integrations = [
+        name for option, name in (("generic", "generic"), ("flask", "ours")) if option in selected
+    ]
+    if "decide" in selected:
+        if "generic" not in integrations:
+            integrations.insert(0, "generic")  # full capture, the rows' reference
+        integrations.extend(DECISION_INTEGRATIONS)
+    return integrations
+
+
 def run_instructions(selected: set, notes: List[str]) -> List[InstructionResult]:
     problem = valgrind_missing() or missing("flask")
     if problem:
         notes.append(f"instruction counts skipped: {problem}")
         return []
-    integrations = [
-        name for option, name in (("generic", "generic"), ("flask", "ours")) if option in selected
-    ]
+    integrations = request_path_integrations(selected)
     return measure_instructions(
         "flask", integrations, [spec.name for spec in REQUESTS], progress_to_stderr
     )

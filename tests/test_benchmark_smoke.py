@@ -156,3 +156,44 @@ def test_server_benchmark_completes_and_counts_every_event(tmp_path: Path) -> No
     (run,) = wrapped["runs"]
     # Every answered request's event arrived (a request cut off by the load's end may add one).
     assert run["requests"] > 0 and run["requests"] <= run["events"] <= run["requests"] + 16
+
+
+def test_the_sampling_and_governance_rows_measure_what_they_name() -> None:
+    """Each ``decide`` row's app answers as the bare one does, and does what its name says."""
+    sys.path.insert(0, str(BENCHMARK.parent))
+    try:
+        from apps import DECISION_INTEGRATIONS, FRAMEWORKS, BenchSettings
+        from drivers import REQUESTS as SPECS
+        from measure import make_driver
+    finally:
+        sys.path.remove(str(BENCHMARK.parent))
+    flask = next(f for f in FRAMEWORKS if f.name == "flask")
+    settings = BenchSettings("http://127.0.0.1:9", batch_size=1000, batch_timeout=600.0)
+    expected = {
+        "generic-disabled": lambda stats: stats == {},
+        "generic-rules50": lambda stats: stats["captured"] == 100 and stats["sampled_out"] == 0,
+        "generic-sampled-out": lambda stats: stats["captured"] == 0 and stats["sampled_out"] == 100,
+        "generic-sample10": lambda stats: (
+            0 < stats["captured"] < 40 and stats["captured"] + stats["sampled_out"] == 100
+        ),
+    }
+    assert set(expected) == set(DECISION_INTEGRATIONS)
+    for integration in DECISION_INTEGRATIONS:
+        built = flask.build(integration, settings)
+        try:
+            for spec in SPECS:
+                driver = make_driver(built, spec)
+                status, _body = driver.check()
+                assert status == spec.expected_status, (integration, spec.name)
+                driver.close()
+            stats_before = built.stats()
+            driver = make_driver(built, SPECS[0])
+            driver.run(100)
+            driver.close()
+            stats = built.stats()
+            if stats:
+                for name in ("captured", "sampled_out"):
+                    stats[name] -= stats_before[name]
+            assert expected[integration](stats), (integration, stats)
+        finally:
+            built.shutdown(timeout=0.1)

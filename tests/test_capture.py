@@ -23,6 +23,7 @@ from moesif_integrations.core.capture.wsgi import (
     environ_header_items,
 )
 from moesif_integrations.core.config.schema import Settings
+from moesif_integrations.core.decide.decisions import NO_DECISIONS, Decisions
 from moesif_integrations.core.record import ExchangeRecord
 
 
@@ -115,8 +116,6 @@ def test_environ_header_items_keeps_headers_in_order() -> None:
 class Sink:
     """A CaptureSink that keeps what it is given."""
 
-    governs = False
-
     def __init__(self, **settings: Any) -> None:
         self.settings = Settings.load({"APPLICATION_ID": "test", **settings})
         self.submitted: List[ExchangeRecord] = []
@@ -132,8 +131,11 @@ class Sink:
     def skip(self) -> None:
         pass
 
-    def govern(self, record: ExchangeRecord) -> Any:
-        return None
+    def decisions(self) -> Decisions:
+        return NO_DECISIONS
+
+    def sampled_out(self) -> None:
+        raise AssertionError("nothing is sampled out here")
 
     def submit(self, record: ExchangeRecord) -> None:
         self.submitted.append(record)

@@ -315,6 +315,7 @@ def test_record_round_trip_keeps_every_fact() -> None:
         "route": "/p",
         "blocked_by": "rule",
         "weight": 7,
+        "sample_rate": 14.0,
     }
     assert set(rare) == pipe.RARE_FIELDS
     for name, value in rare.items():

@@ -35,6 +35,7 @@ DEMO_ROWS = {
     "unknown route": ("GET", "/nope", "404"),
     "JWT user": ("GET", "/me", "200"),
     "cookie + API key": ("GET", "/account", "200"),
+    "blocked by a rule": ("GET", "/admin/users", "403"),
 }
 COLUMNS = ["request", "method", "path", "status", "user", "req body", "resp body", "ms", "txn"]
 
@@ -103,12 +104,17 @@ def test_demo_shows_every_request_kind_with_its_status(tmp_path: Path) -> None:
     assert len({row["txn"] for row in rows.values()}) == len(rows)
 
     stats_line = next(line for line in result.stdout.splitlines() if "middleware stats:" in line)
-    assert re.search(r"\bcaptured=10\b", stats_line) and re.search(r"\bsent=10\b", stats_line)
+    assert re.search(r"\bcaptured=11\b", stats_line) and re.search(r"\bsent=11\b", stats_line)
     assert re.search(r"\bfailed=0\b", stats_line)
+    # GET /health is sampled at 0% by the app config; GET /admin/users is blocked by a rule.
+    assert re.search(r"\bsampled_out=1\b", stats_line)
+    assert "GET /admin/users  blocked by rule 'block-admin'" in result.stdout
+    assert "GET /health  sampled at 0%: served, no event sent" in result.stdout
     assert re.search(r"collector: http://127\.0\.0\.1:\d+", result.stdout)
     assert str(db_path) in result.stdout
 
-    # What the collector stored: one event per request, credentials masked.
+    # What the collector stored: one event per request but the sampled-out one, credentials
+    # masked.
     events = stored_events(db_path)
     assert len(events) == len(DEMO_ROWS)
     assert {row["txn"] for row in rows.values()} == {e["transaction_id"][:8] for e in events}

@@ -11,6 +11,7 @@ import time
 from types import FrameType
 from typing import List, Optional
 
+from moesif_integrations.collector.appconfig import DEFAULT_CONFIG
 from moesif_integrations.collector.server import Collector
 
 
@@ -63,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", help="JSON file served at /v1/config, re-read on change")
     parser.add_argument("--rules", help="JSON file served at /v1/rules, re-read on change")
+    parser.add_argument(
+        "--sample-rate",
+        type=_percent,
+        metavar="N",
+        help="serve an app config that samples N%% of the events (0 to 100; not with --config)",
+    )
     parser.add_argument("--fail", type=int, metavar="STATUS", help="answer STATUS to every POST")
     parser.add_argument(
         "--retry-after", type=float, metavar="S", help="Retry-After seconds sent with --fail"
@@ -70,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--delay", type=float, metavar="S", help="wait S seconds before answering")
     parser.add_argument("--verbose", action="store_true", help="access log on stderr")
     return parser
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 to 100")
+    return int(value) if value.is_integer() else value
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -81,6 +98,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.retry_after is not None and args.fail is None:
         print("moesif-collector: --retry-after needs --fail", file=sys.stderr)
+        return 2
+    if args.sample_rate is not None and args.config is not None:
+        print("moesif-collector: choose --config or --sample-rate, not both", file=sys.stderr)
         return 2
     if args.fail is not None and args.delay is not None:
         print("moesif-collector: choose --fail or --delay, not both", file=sys.stderr)
@@ -96,6 +116,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             verbose=args.verbose,
             allowed_hosts=args.allowed_hosts,
         )
+        if args.sample_rate is not None:
+            collector.set_config({**DEFAULT_CONFIG, "sample_rate": args.sample_rate})
         if args.fail is not None:
             collector.fail(args.fail, retry_after=args.retry_after)
         elif args.delay is not None:

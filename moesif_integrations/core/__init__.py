@@ -5,7 +5,7 @@ Adapters import from ``moesif_integrations.core`` only, never from its submodule
 
 - ``config/``   the option schema, parsing and validation (``Settings``)
 - ``capture/``  the WSGI and ASGI request paths, body tees, transaction ids (``Exchange``)
-- ``decide/``   what happens before the app runs: governance (``Block``)
+- ``decide/``   what happens before the app runs: sampling and governance rules (``Decisions``)
 - ``record.py`` the one type capture hands on (``ExchangeRecord``)
 - ``pipeline.py`` the facade an integration owns: submit, queue, identify, flush (``Pipeline``)
 - ``wire/``     record to event: bodies, headers, identity, masking, JSON
@@ -17,8 +17,11 @@ from .capture.asgi import (
     AsyncStreamTee,
     capture_request_body,
     exchange_from_scope,
+    receive_ahead,
+    scope_client,
+    scope_path,
 )
-from .capture.exchange import Capture, Exchange
+from .capture.exchange import SAMPLED_OUT, Capture, Exchange
 from .capture.ids import transaction_id_for
 from .capture.tees import ReadTee, ResponseIterator, SizedResponseIterator
 from .capture.wsgi import (
@@ -45,6 +48,7 @@ from .pipeline import Pipeline
 
 __all__ = [
     "EXCHANGE_ENVIRON_KEY",
+    "SAMPLED_OUT",
     "OPTIONS",
     "TRANSACTION_HEADER",
     "AsyncReadTee",
@@ -71,5 +75,8 @@ __all__ = [
     "exchange_from_scope",
     "find_option",
     "logger",
+    "receive_ahead",
+    "scope_client",
+    "scope_path",
     "transaction_id_for",
 ]

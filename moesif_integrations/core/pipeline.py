@@ -15,7 +15,9 @@ from typing import Any, Callable, Dict, Optional
 from .config.schema import Settings
 from .config.values import redact_url
 from .counters import Counters
-from .decide.governance import Block
+from .decide.app_config import AppConfigSource
+from .decide.decisions import Decisions
+from .decide.sampling import weight_of
 from .delivery import EventDelivery
 from .delivery.event_senders import SenderThreads
 from .delivery.process import ProcessDelivery
@@ -34,13 +36,25 @@ class Pipeline:
         self._problems = LogOnce()
         # Records -> wire JSON, on the sender threads (or in the delivery process).
         self.encoder = EventEncoder(settings, self.counters)
+        # Sampling and governance rules: fetched in this process (even with DELIVERY_PROCESS:
+        # they act before the app runs), from the first request on.
+        self.app_config = AppConfigSource(settings)
+        # The sampling and rules in force, for one exchange; never waits (the first call in a
+        # process starts fetching them in the background).
+        self.decisions: Callable[[], Decisions] = self.app_config.current
         # Where records go: the one place that chooses between the two ways of delivering.
         self.delivery: EventDelivery
         if settings.delivery_process:
-            self.delivery = ProcessDelivery(settings, self.encoder.encode, self.counters)
+            self.delivery = ProcessDelivery(
+                settings, self.encoder.encode, self.counters, self.app_config.note_etag
+            )
         else:
             self.delivery = SenderThreads(
-                settings, self.encoder.encode, ExchangeRecord.approximate_size, self.counters
+                settings,
+                self.encoder.encode,
+                ExchangeRecord.approximate_size,
+                self.counters,
+                self.app_config.note_etag,
             )
         # Users, companies, subscriptions and actions; no thread or network until first used.
         self.profiles = ProfileClient(settings, self.counters)
@@ -84,18 +98,36 @@ class Pipeline:
             exc_info=True,
         )
 
-    # Whether govern() can block anything: request paths skip the call while it is false.
-    governs = False
+    def wait_for_app_config(self, timeout: float) -> bool:
+        """Starts fetching the app config and rules, if no request did yet, and waits up to
+        ``timeout`` seconds for them; True when they arrived. For demos and tests: requests
+        never wait for them."""
+        app_config = self.app_config
+        app_config.current()
+        deadline = time.monotonic() + timeout
+        while app_config.completed == 0:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
-    def govern(self, record: ExchangeRecord) -> Optional[Block]:
-        """The governance seam, consulted before the app runs: a Block answers for the app.
-
-        No rules are loaded yet, so nothing is blocked.
-        """
-        return None
+    def sampled_out(self) -> None:
+        self.counters.add("sampled_out")
 
     def submit(self, record: ExchangeRecord) -> None:
-        """Decides sampling, then queues the record for the sender threads."""
+        """Decides sampling, unless the request path already did, then queues the record."""
+        if record.sample_rate is None:
+            sampling = self.app_config.decisions.sampling
+            if not sampling.keeps_all:
+                rate = sampling.rate(record)
+                if not sampling.keeps(rate):
+                    self.counters.add("sampled_out")
+                    return
+                record.weight = weight_of(rate)
+        elif not record.sample_rate:
+            # Sampled out before the app ran, and kept this far only for the rules.
+            self.counters.add("sampled_out")
+            return
         self.delivery.put(record)
 
     def skip(self) -> None:
@@ -113,6 +145,7 @@ class Pipeline:
         if timeout is None:
             timeout = self.settings.shutdown_timeout
         deadline = time.monotonic() + timeout
+        self.app_config.close()
         events_delivered = self.delivery.shutdown(timeout)
         return self.profiles.queue.shutdown(_remaining(deadline)) and events_delivered
 

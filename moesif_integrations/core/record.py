@@ -78,6 +78,9 @@ class ExchangeRecord:
     blocked_by: Optional[str] = None
     # How many real exchanges this event stands for under sampling.
     weight: int = 1
+    # The sample rate decided before the app ran (the event is kept when it is not 0); None
+    # when sampling is decided once the exchange has finished.
+    sample_rate: Optional[float] = None
 
     def __init__(
         self,

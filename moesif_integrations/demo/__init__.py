@@ -32,7 +32,9 @@ from ..wsgi import MoesifMiddleware
 __all__ = [
     "CREDENTIALS",
     "DemoRequest",
+    "DEMO_CONFIG",
     "DEMO_REQUESTS",
+    "DEMO_RULES",
     "demo_app",
     "run_demo",
     "format_table",
@@ -132,6 +134,11 @@ def demo_app(environ: Dict[str, Any], start_response: StartResponse) -> Iterable
         # The IDENTIFY_USER hook reads what the app found out.
         environ["demo.user"] = user
         return _json(start_response, "200 OK", {"balance": 120})
+    if method == "GET" and path == "/admin/users":
+        return _json(start_response, "200 OK", {"users": ["ada", "grace"]})
+    if method == "GET" and path == "/health":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
     if method == "GET" and path == "/boom":
         raise RuntimeError("the demo app failed on purpose")
     return _json(start_response, "404 Not Found", {"error": "no such route"})
@@ -158,6 +165,8 @@ class DemoRequest:
     expected_status: int
     body: Optional[bytes] = None
     headers: Dict[str, str] = field(default_factory=dict)
+    # The app config samples this route at 0%: no event is expected.
+    sampled_out: bool = False
 
 
 DEMO_REQUESTS: Tuple[DemoRequest, ...] = (
@@ -198,7 +207,32 @@ DEMO_REQUESTS: Tuple[DemoRequest, ...] = (
         200,
         headers={"Cookie": f"session={_SESSION_COOKIE}; theme=dark", "X-Api-Key": _API_KEY},
     ),
+    DemoRequest("blocked by a rule", "GET", "/admin/users", 403),
+    DemoRequest("sampled out", "GET", "/health", 200, sampled_out=True),
 )
+
+# What the collector serves at /v1/config and /v1/rules during the demo: health checks sampled
+# at 0%, and a governance rule that answers for the app on /admin.
+DEMO_CONFIG: Dict[str, Any] = {
+    "sample_rate": 100,
+    "regex_config": [
+        {"conditions": [{"path": "request.route", "value": "^/health$"}], "sample_rate": 0}
+    ],
+}
+DEMO_RULES: List[Dict[str, Any]] = [
+    {
+        "_id": "block-admin",
+        "name": "No admin API from outside",
+        "type": "regex",
+        "block": True,
+        "regex_config": [{"conditions": [{"path": "request.route", "value": "^/admin/"}]}],
+        "response": {
+            "status": 403,
+            "headers": {"X-Blocked-By": "block-admin"},
+            "body": {"error": "the admin API is not public"},
+        },
+    }
+]
 
 
 @dataclass
@@ -357,6 +391,10 @@ def _check(
                 f"expected {request.expected_status}"
             )
         event = events.get(request)
+        if request.sampled_out:
+            if event is not None:
+                problems.append(f"{request.label}: sampled at 0%, yet an event arrived")
+            continue
         if event is None:
             problems.append(f"{request.label}: no event reached the collector")
             continue
@@ -398,6 +436,20 @@ def _print_report(
     )
     for line in _masked_headers(matched):
         print(line, file=out)
+    print("\nSampling and governance (the app config and rules the collector serves):", file=out)
+    for request, event in matched:
+        if event.get("blocked_by"):
+            print(
+                f"  {request.method} {request.path}  blocked by rule {event['blocked_by']!r}: "
+                f"the app never ran, the client got {event['response'].get('status')}",
+                file=out,
+            )
+    for request in DEMO_REQUESTS:
+        if request.sampled_out:
+            print(
+                f"  {request.method} {request.path}  sampled at 0%: served, no event sent",
+                file=out,
+            )
 
 
 def _stats_line(stats: Dict[str, int]) -> str:
@@ -415,7 +467,13 @@ def run_demo(
 ) -> int:
     """Runs the demo; returns the exit status (0 when every check passed)."""
     out = out or sys.stdout
-    collector = Collector(host="127.0.0.1", port=collector_port, db_path=db_path or ":memory:")
+    collector = Collector(
+        host="127.0.0.1",
+        port=collector_port,
+        db_path=db_path or ":memory:",
+        config=DEMO_CONFIG,
+        rules=DEMO_RULES,
+    )
     collector.start()
     served: Optional[_ServedApp] = None
     middleware: Optional[MoesifMiddleware] = None
@@ -433,6 +491,10 @@ def run_demo(
             },
         )
         served = _ServedApp(middleware)
+        # The app config arrives in the background after the first request; the demo waits
+        # for it so that its first requests show the rules at work.
+        assert middleware.pipeline is not None
+        middleware.pipeline.wait_for_app_config(timeout=5)
         # Loopback only: a proxy from the environment must not see these requests.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         started = time.monotonic()

@@ -35,7 +35,7 @@ import falcon
 import falcon.asgi
 
 from ..core import Capture, IntegrationMethods, Pipeline, Settings
-from .request import begin_asgi, begin_wsgi
+from .request import begin_asgi, begin_wsgi, govern_asgi
 from .response import respond, respond_async
 
 __all__ = ["MoesifMiddleware"]
@@ -93,6 +93,8 @@ class MoesifMiddleware(IntegrationMethods):
             return
         try:
             exchange = begin_asgi(capture, req, resp)
+            if exchange is not None:
+                await govern_asgi(exchange, req, resp)
         except Exception:
             capture.sink.capture_failed("request")
             return

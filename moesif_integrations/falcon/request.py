@@ -14,6 +14,7 @@ from time import time as _time
 from typing import Any, Optional
 
 from ..core import (
+    SAMPLED_OUT,
     TRANSACTION_HEADER,
     Capture,
     Exchange,
@@ -21,6 +22,9 @@ from ..core import (
     WsgiExchange,
     capture_request_body,
     exchange_from_scope,
+    receive_ahead,
+    scope_client,
+    scope_path,
     transaction_id_for,
 )
 
@@ -31,20 +35,38 @@ _TRANSACTION_ID_NAME = b"x-moesif-transaction-id"
 def begin_wsgi(capture: Capture, req: Any, resp: Any) -> Optional[Exchange]:
     """Notes the request's facts before routing; None when SKIP says so."""
     started = _time()
+    env = req.env
+    decisions = capture.sink.decisions()
+    rate = None
+    if decisions.sampling.decides_early:
+        route = env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "")
+        rate = capture.sample_early(decisions, req.method, route, env.get("REMOTE_ADDR"))
+        if rate == SAMPLED_OUT:
+            return None
     if capture.skips(req, resp):
         return None
-    exchange = WsgiExchange(capture, req.env, started)
+    exchange = WsgiExchange(capture, env, started)
+    exchange.decided(decisions, rate)
     if exchange.tee is not None:
         req.stream = exchange.tee  # Falcon took req.stream from wsgi.input before this
     if exchange.transaction_id is not None:
         resp.set_header(TRANSACTION_HEADER, exchange.transaction_id)
-    _govern(exchange, resp)
+    _govern(exchange, req, resp)
+    if exchange.tee is None and env.get("wsgi.input") is not req.stream:
+        req.stream = env["wsgi.input"]  # read ahead for the rules: the app reads it again
     return exchange
 
 
 def begin_asgi(capture: Capture, req: Any, resp: Any) -> Optional[Exchange]:
     """The same from the ASGI scope and Falcon's parsed request."""
     started = _time()
+    decisions = capture.sink.decisions()
+    rate = None
+    if decisions.sampling.decides_early:
+        scope = req.scope
+        rate = capture.sample_early(decisions, req.method, scope_path(scope), scope_client(scope))
+        if rate == SAMPLED_OUT:
+            return None
     if capture.skips(req, resp):
         return None
     parsed = getattr(req, "_asgi_headers", None)  # Falcon's parsed request headers
@@ -70,10 +92,25 @@ def begin_asgi(capture: Capture, req: Any, resp: Any) -> Optional[Exchange]:
     exchange = exchange_from_scope(
         capture, req.scope, started, req.method, req.scheme, req.netloc, transaction_id, headers
     )
+    exchange.decided(decisions, rate)
     if capture.log_body:
         _capture_asgi_body(exchange, req, length)
-    _govern(exchange, resp)
     return exchange
+
+
+async def govern_asgi(exchange: Exchange, req: Any, resp: Any) -> None:
+    """``_govern`` under ASGI: a rule on the body gets it received ahead (up to the capture
+    limit), and the app receives it again through ``req._receive``."""
+    body = None
+    if exchange.decisions.governance.needs_body and never_read(req):
+        receive = getattr(req, "_receive", None)
+        if receive is not None:
+            body, replay = await receive_ahead(
+                getattr(req, "_first_event", None), receive, exchange.capture.request_limit
+            )
+            if replay is not None:
+                req._receive = replay
+    _govern(exchange, req, resp, body)
 
 
 def _capture_asgi_body(exchange: Exchange, req: Any, length: Any) -> None:
@@ -102,11 +139,14 @@ def never_read(req: Any) -> bool:
     return getattr(req, "_stream", None) is None
 
 
-def _govern(exchange: Exchange, resp: Any) -> None:
+def _govern(exchange: Exchange, req: Any, resp: Any, body: Optional[bytes] = None) -> None:
     """Governance answers for the resource when its rules say so: Falcon skips routing and the
-    responder."""
-    block = exchange.governance()
-    if block is not None:
+    responder. Headers the rules add without blocking go on the response now."""
+    block = exchange.governance((req, resp), body=body)
+    if block is None:
+        for name, value in exchange.rule_headers or ():
+            resp.append_header(name, value)
+    else:
         resp.status = block.status_line
         for name, value in block.headers:
             resp.append_header(name, value)

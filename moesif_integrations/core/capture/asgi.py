@@ -193,3 +193,41 @@ async def _close(stream: Any) -> None:
         result = close()
         if inspect.isawaitable(result):
             await result
+
+
+class ReplayReceive:
+    """A ``receive`` whose first events were received ahead (for the governance rules): the app
+    receives them again, then the rest, as if nothing had been received."""
+
+    __slots__ = ("_events", "_receive")
+
+    def __init__(self, events: List[AsgiEvent], receive: Receive) -> None:
+        self._events = events
+        self._receive = receive
+
+    async def __call__(self) -> AsgiEvent:
+        if self._events:
+            return self._events.pop(0)
+        return await self._receive()
+
+
+async def receive_ahead(
+    first_event: Optional[AsgiEvent], receive: Receive, limit: int
+) -> Tuple[bytes, Optional[ReplayReceive]]:
+    """The request body's first ``limit`` bytes, from ``first_event`` (already received) and the
+    events after it; and the receive the app must get instead of ``receive`` (None when nothing
+    was received here). A capture tee passed as ``receive`` copies what goes through once."""
+    event = first_event or {}
+    body = bytes(event.get("body") or b"")
+    if not event.get("more_body") or len(body) >= limit:
+        return body[:limit], None
+    events: List[AsgiEvent] = []
+    while len(body) < limit:
+        event = await receive()
+        events.append(event)
+        if event.get("type") != "http.request":
+            break
+        body += event.get("body") or b""
+        if not event.get("more_body"):
+            break
+    return body[:limit], ReplayReceive(events, receive)

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import logging
 from time import time as _time
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 from uuid import UUID
 
+from ..decide.conditions import Facts, authorization_user
+from ..decide.decisions import NO_DECISIONS, Decisions
 from ..decide.governance import Block
+from ..decide.sampling import weight_of
 from ..logs import LogOnce
 from ..record import ExchangeRecord, Headers
 from .sink import CaptureSink
 from .tees import BodyCapture
 
 HookArguments = Sequence[Any]
+# Capture.sample_early's answer for an exchange to pass through unrecorded.
+SAMPLED_OUT = -1.0
 # Where adapters and hooks find the exchange of a WSGI request in flight.
 EXCHANGE_ENVIRON_KEY = "moesif.exchange"
 
@@ -50,6 +55,24 @@ class Capture:
                 self.get_metadata,
             )
         )
+
+    def sample_early(
+        self, decisions: Decisions, verb: Optional[str], route: str, ip_address: Optional[str]
+    ) -> Optional[float]:
+        """Sampling from the route alone, before anything is copied and any hook called: the
+        rate when it is decided (0.0: sampled out, recorded only for the governance rules),
+        SAMPLED_OUT when the exchange is to pass through unrecorded (counted), None when it is
+        decided at the end."""
+        sampling = decisions.sampling
+        if not sampling.decides_early:
+            return None
+        rate = sampling.early_rate(verb, route, ip_address)
+        if rate is None or rate >= 100 or (rate > 0 and sampling.keeps(rate)):
+            return rate
+        if decisions.governance.governs:
+            return 0.0
+        self.sink.sampled_out()
+        return SAMPLED_OUT
 
     def skips(self, *hook_args: Any) -> bool:
         """Whether SKIP (called once, with ``hook_args``) says not to record this request."""
@@ -93,6 +116,8 @@ class Exchange(ExchangeRecord):
         "response_capture",
         "finished",
         "identified",
+        "decisions",
+        "rule_headers",
     )
 
     def __init__(
@@ -134,6 +159,10 @@ class Exchange(ExchangeRecord):
             BodyCapture(capture.response_limit) if capture.log_body else None
         )
         self.finished = False
+        # The sampling and rules in force when the request came (see ``begin_decided``).
+        self.decisions: Decisions = NO_DECISIONS
+        # Headers the governance rules add to the app's response.
+        self.rule_headers: Optional[List[Tuple[str, str]]] = None
         # True once the identification hooks ran (an adapter may run them in its request
         # context; otherwise finish() does).
         self.identified = False
@@ -157,16 +186,91 @@ class Exchange(ExchangeRecord):
         body = self.request_capture = BodyCapture(self.capture.request_limit)
         return body
 
-    def governance(self) -> Optional[Block]:
-        """The Block that answers for the app, when governance rules say so (noted in the
-        record); None when the app is to run."""
-        sink = self.capture.sink
-        if not sink.governs:
+    def decided(self, decisions: Decisions, rate: Optional[float]) -> None:
+        """Notes the decisions in force and the rate ``Capture.sample_early`` decided."""
+        self.decisions = decisions
+        if rate is not None:
+            self.sample_rate = rate
+            if rate:
+                self.weight = weight_of(rate)
+
+    def governance(
+        self,
+        args: Optional[HookArguments] = None,
+        user_args: Optional[HookArguments] = None,
+        body: Optional[bytes] = None,
+    ) -> Optional[Block]:
+        """Applies the governance rules before the app runs: the Block that answers for the app
+        (noted in the record), or None when the app is to run (the headers rules add are in
+        ``rule_headers``). A rule on the user or company calls the identification hooks now,
+        with ``args`` / ``user_args`` as ``identify`` takes them; a rule on the body reads
+        ``body`` (what an ASGI adapter received ahead), else ``body_for_rules()``. Never raises:
+        a failure lets the app run."""
+        rules = self.decisions.governance
+        if not rules.governs:
             return None
-        block = sink.govern(self)
+        try:
+            if rules.needs_body and body is None:
+                body = self.body_for_rules()
+            facts = Facts(self, body)
+            user_id = company_id = None
+            if rules.needs_identity:
+                user_id, company_id = self._identify_for_rules(args, user_args)
+            verdict = rules.verdict(facts, user_id, company_id)
+        except Exception:
+            self.capture_failed("governance")
+            return None
+        if verdict is None:
+            return None
+        block = verdict.block
         if block is not None:
             self.blocked_by = block.rule_id
+        elif verdict.headers:
+            self.rule_headers = verdict.headers
         return block
+
+    def body_for_rules(self) -> Optional[bytes]:
+        """The request body as far as the rules may read it (at most the capture limit), the app
+        still reading all of it afterwards; none unless the protocol reads ahead."""
+        return None
+
+    def _identify_for_rules(
+        self, args: Optional[HookArguments], user_args: Optional[HookArguments]
+    ) -> Tuple[Optional[str], Optional[str]]:
+        """User and company from the event's chain before the app runs: IDENTIFY_USER and
+        IDENTIFY_COMPANY (with empty response headers; what they answer is kept for the event),
+        the framework's user, the authorization header."""
+        capture = self.capture
+        if args is None and (
+            capture.identify_user is not None or capture.identify_company is not None
+        ):
+            given = capture.hook_arguments(self)
+            if given is not None:
+                args, user_args = given
+                self.forget_hook_extras()
+        call = capture.sink.call_hook
+        if args is not None:
+            hook_args = args if user_args is None else user_args
+            if capture.identify_user is not None:
+                user = call("IDENTIFY_USER", capture.identify_user, *hook_args)
+                self.user_id = _as_text("IDENTIFY_USER", user)
+            if capture.identify_company is not None:
+                company = call("IDENTIFY_COMPANY", capture.identify_company, *hook_args)
+                self.company_id = _as_text("IDENTIFY_COMPANY", company)
+        user_id = self.user_id
+        if user_id is None:
+            user_id = capture.framework_user(self.environ)
+        if user_id is None:
+            settings = capture.sink.settings
+            user_id = authorization_user(
+                self,
+                settings.authorization_header_name,
+                settings.authorization_user_id_field.lower(),
+            )
+        return user_id, self.company_id
+
+    def forget_hook_extras(self) -> None:
+        """Drops what ``hook_arguments`` left for hooks that must be built afresh at the end."""
 
     def capture_failed(self, where: str) -> None:
         self.capture.sink.capture_failed(where)
@@ -208,10 +312,12 @@ class Exchange(ExchangeRecord):
     def _call_identity_hooks(self, args: HookArguments, user_args: HookArguments) -> None:
         capture = self.capture
         call = capture.sink.call_hook
-        if capture.identify_user is not None:
+        # Called before the app for a governance rule, they are called again only when they
+        # answered nothing then.
+        if capture.identify_user is not None and self.user_id is None:
             user = call("IDENTIFY_USER", capture.identify_user, *user_args)
             self.user_id = _as_text("IDENTIFY_USER", user)
-        if capture.identify_company is not None:
+        if capture.identify_company is not None and self.company_id is None:
             company = call("IDENTIFY_COMPANY", capture.identify_company, *user_args)
             self.company_id = _as_text("IDENTIFY_COMPANY", company)
         if capture.get_session_token is not None:

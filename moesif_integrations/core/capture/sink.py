@@ -6,10 +6,10 @@ The capture layer records facts and hands them on; it never imports delivery. ``
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Protocol
 
 from ..config.schema import Settings
-from ..decide.governance import Block
+from ..decide.decisions import Decisions
 from ..record import ExchangeRecord
 
 
@@ -17,8 +17,6 @@ class CaptureSink(Protocol):
     """The request path's view of its pipeline."""
 
     settings: Settings
-    # Whether govern() can block anything: request paths skip the call while it is false.
-    governs: bool
 
     def call_hook(self, name: str, hook: Callable[..., Any], *args: Any) -> Any:
         """A user hook's answer; an exception is counted, logged and means None."""
@@ -29,8 +27,13 @@ class CaptureSink(Protocol):
     def skip(self) -> None:
         """SKIP (or a route's own switch) said not to record this exchange."""
 
-    def govern(self, record: ExchangeRecord) -> Optional[Block]:
-        """Consulted before the app runs: a Block answers for the app."""
+    def decisions(self) -> Decisions:
+        """The sampling and governance rules in force, read once per exchange before the app
+        runs; never waits."""
+
+    def sampled_out(self) -> None:
+        """Sampling dropped an exchange before it was recorded."""
 
     def submit(self, record: ExchangeRecord) -> None:
-        """The finished record, once per exchange."""
+        """The finished record, once per exchange; sampling is decided here unless the record
+        says it was decided already (``record.sample_rate``)."""

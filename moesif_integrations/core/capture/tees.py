@@ -45,7 +45,25 @@ class BodyCapture:
         return b"".join(self.chunks)
 
 
-class InputTee:
+class _Lines:
+    """Iteration over a body stream line by line, as PEP 3333 asks of ``wsgi.input``."""
+
+    __slots__ = ()
+
+    def readline(self, size: Optional[int] = -1) -> bytes:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+class InputTee(_Lines):
     """Wraps ``wsgi.input``: the app reads as usual, the capture sees what it read.
 
     The capture never reads on its own: a declared body that never comes must not hold the
@@ -100,15 +118,6 @@ class InputTee:
         for line in lines:
             self.capture.add(line)
         return lines
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
 
     def __getattr__(self, name: str) -> Any:
         # Servers hang extras on their input objects (gunicorn's Body, waitress' buffers);
@@ -240,3 +249,70 @@ class ReadTee:
                 close()
         finally:
             self._exchange.finish()
+
+
+class ReplayInput(_Lines):
+    """A request body stream whose first bytes were read ahead (for the governance rules): the
+    app reads them again, then the rest of the original, as if nothing had been read."""
+
+    __slots__ = ("_prefix", "_input")
+
+    def __init__(self, prefix: bytes, wsgi_input: Any) -> None:
+        self._prefix = prefix
+        self._input = wsgi_input
+
+    def read(self, size: Optional[int] = -1, *args: Any) -> bytes:
+        prefix = self._prefix
+        if not prefix:
+            data: bytes = self._input.read(-1 if size is None else size, *args)
+            return data
+        if size is None or size < 0:
+            self._prefix = b""
+            rest: bytes = self._input.read()
+            return prefix + rest
+        if size <= len(prefix):
+            self._prefix = prefix[size:]
+            return prefix[:size]
+        self._prefix = b""
+        more: bytes = self._input.read(size - len(prefix))
+        return prefix + more
+
+    def read1(self, size: Optional[int] = -1, *args: Any) -> bytes:
+        return self.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readline(self, size: Optional[int] = -1, *args: Any) -> bytes:
+        prefix = self._prefix
+        if not prefix:
+            line: bytes = self._input.readline(-1 if size is None else size, *args)
+            return line
+        limit = len(prefix) if size is None or size < 0 else min(size, len(prefix))
+        end = prefix.find(b"\n", 0, limit)
+        if end >= 0:
+            limit = end + 1
+        first = prefix[:limit]
+        self._prefix = prefix[limit:]
+        if first.endswith(b"\n") or self._prefix or (size is not None and 0 <= size <= limit):
+            return first
+        wanted = -1 if size is None or size < 0 else size - limit
+        tail: bytes = self._input.readline(wanted)
+        return first + tail
+
+    def readlines(self, hint: Optional[int] = -1, *args: Any) -> List[bytes]:
+        lines: List[bytes] = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._input, name)

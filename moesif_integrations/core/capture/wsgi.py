@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from itertools import compress
 from time import time as _time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Tuple, cast
 
 from ..decide.governance import Block
 from .exchange import EXCHANGE_ENVIRON_KEY as EXCHANGE_ENVIRON_KEY  # the WSGI path's key
-from .exchange import Capture, Exchange, HookArguments
+from .exchange import SAMPLED_OUT, Capture, Exchange, HookArguments
 from .ids import transaction_id_for
 from .sink import CaptureSink
-from .tees import InputTee, ResponseIterator, SizedResponseIterator
+from .tees import InputTee, ReplayInput, ResponseIterator, SizedResponseIterator
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Dict[str, Any], StartResponse], Iterable[bytes]]
@@ -99,10 +99,23 @@ class WsgiCapture(Capture):
 
     def begin(self, environ: Dict[str, Any], started: float) -> Optional[WsgiExchange]:
         """Notes the request's facts; None when SKIP says so. Adapters and hooks find the
-        exchange in ``environ[EXCHANGE_ENVIRON_KEY]``."""
+        exchange in ``environ[EXCHANGE_ENVIRON_KEY]``. Sampling decided from the route alone
+        comes first: a request it drops costs neither a copy nor a hook call."""
+        decisions = self.sink.decisions()
+        rate = None
+        if decisions.sampling.decides_early:
+            rate = self.sample_early(
+                decisions,
+                environ.get("REQUEST_METHOD"),
+                environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+                environ.get("REMOTE_ADDR"),
+            )
+            if rate == SAMPLED_OUT:
+                return None
         if self.skips(self.hook_app, environ):
             return None
         exchange = environ[EXCHANGE_ENVIRON_KEY] = WsgiExchange(self, environ, started)
+        exchange.decided(decisions, rate)
         return exchange
 
     def hook_arguments(self, exchange: Exchange) -> Optional[Tuple[HookArguments, HookArguments]]:
@@ -182,6 +195,38 @@ class WsgiExchange(Exchange):
         self.server_start_response: Optional[StartResponse] = None
         self.server_write: Optional[Callable[[bytes], Any]] = None
 
+    def body_for_rules(self) -> Optional[bytes]:
+        """Reads ahead a body of declared length, up to the capture limit, and hands the app a
+        stream that gives those bytes again before the rest; a body of unknown length (chunked)
+        is not read ahead: rules on it see nothing."""
+        environ = self.environ
+        if environ is None:
+            return None
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return None
+        length = min(length, self.capture.request_limit)
+        if length <= 0:
+            return None
+        tee = self.tee
+        source = tee._input if isinstance(tee, InputTee) else environ.get("wsgi.input")
+        if source is None:
+            return None
+        prefix = source.read(length)
+        replay = ReplayInput(prefix, source)
+        if isinstance(tee, InputTee):
+            tee._input = cast(IO[bytes], replay)
+        else:
+            environ["wsgi.input"] = replay
+        return bytes(prefix)
+
+    def forget_hook_extras(self) -> None:
+        # The bodies hook_arguments exposed before the app are built again at the end.
+        environ = self.environ
+        if environ is not None:
+            environ.pop("moesif.request_body", None)
+
     def run(self, app: WSGIApp, start_response: StartResponse) -> Iterable[bytes]:
         """Serves ``app``: governance first, then the app with ``start_response`` wrapped, and
         its result passed through (a file wrapper untouched, a list or tuple as it is)."""
@@ -232,6 +277,9 @@ class WsgiExchange(Exchange):
         if transaction_id is not None:
             # A new list: the app's own may be a constant it reuses.
             headers = [*headers, (TRANSACTION_HEADER, transaction_id)]
+        rule_headers = self.rule_headers
+        if rule_headers:
+            headers = [*headers, *rule_headers]
         self.response_headers = headers
         outer = self.server_start_response
         write: Callable[[bytes], Any] = (

@@ -204,11 +204,11 @@ class EventBatchSender:
             )
 
     def note_etag(self, etag: str) -> None:
-        """The collector answered with this config ETag: a change calls ``on_config_etag``."""
+        """The collector answered with this config ETag: a new one calls ``on_config_etag``,
+        which compares it with the ETag of the documents it holds."""
         if etag != self.last_etag:
-            changed = self.last_etag is not None
             self.last_etag = etag
-            if changed and self._on_config_etag is not None:
+            if self._on_config_etag is not None:
                 try:
                     self._on_config_etag(etag)
                 except Exception:

@@ -19,7 +19,6 @@ import encodings.idna  # noqa: F401
 import functools
 import http.client
 import io
-import random
 import socket
 import ssl
 import threading
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 from urllib.parse import urlsplit
 
 from ..._version import __version__
+from .. import draws
 
 if TYPE_CHECKING:
     from ..config.schema import Settings
@@ -262,4 +262,4 @@ class Transport:
             return min(retry_after, cap)
         ceiling = min(cap, self._settings.retry_backoff * (2 ** (attempt - 1)))
         # Full jitter: senders of many processes that failed together do not retry together.
-        return random.uniform(ceiling / 2, ceiling)
+        return draws.uniform(ceiling / 2, ceiling)
