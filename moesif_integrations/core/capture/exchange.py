@@ -12,6 +12,7 @@ from time import time as _time
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from ..decide.governance import Block
+from ..outgoing import active as outgoing
 from ..record import ExchangeRecord, Headers
 from .sink import CaptureSink
 from .tees import BodyCapture, InputTee
@@ -38,6 +39,9 @@ class Capture:
         self.identify_company = settings.identify_company
         self.get_session_token = settings.get_session_token
         self.get_metadata = settings.get_metadata
+        # The integration's outgoing recorder, when it captures outgoing calls: calls made while
+        # one of its requests is served carry the request's transaction id.
+        self.outgoing: Any = getattr(sink, "outgoing", None)
         self.has_identity_hooks = any(
             hook is not None
             for hook in (
@@ -90,6 +94,7 @@ class Exchange(ExchangeRecord):
         "response_capture",
         "finished",
         "identified",
+        "outgoing_token",
     )
 
     def __init__(
@@ -134,6 +139,10 @@ class Exchange(ExchangeRecord):
         # True once the identification hooks ran (an adapter may run them in its request
         # context; otherwise finish() does).
         self.identified = False
+        recorder = capture.outgoing
+        self.outgoing_token = (
+            outgoing.enter(recorder, transaction_id) if recorder is not None else None
+        )
 
     @property
     def record(self) -> ExchangeRecord:
@@ -234,6 +243,9 @@ class Exchange(ExchangeRecord):
         if self.finished:
             return
         self.finished = True
+        token = self.outgoing_token
+        if token is not None:
+            outgoing.leave(token)
         try:
             self._note_end(error)
             self._take_bodies(error)
