@@ -120,8 +120,6 @@ class OutgoingExchange(ExchangeRecord):
     exchange when the response is collected unread), so it never keeps a response alive.
     """
 
-    direction = OUTGOING
-
     __slots__ = (
         "recorder",
         "incoming_transaction_id",
@@ -157,6 +155,8 @@ class OutgoingExchange(ExchangeRecord):
             None,
             new_transaction_id() if recorder.add_transaction_id else None,
         )
+        # In the instance, not the class: the record crosses to the delivery process as facts.
+        self.direction = OUTGOING
         self.recorder = recorder
         self.incoming_transaction_id = incoming_transaction_id
         self.hook_request = hook_request
