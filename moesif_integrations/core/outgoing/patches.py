@@ -1,5 +1,7 @@
 """The process-wide patches that see the app's outgoing calls, at each client's transport.
 
+The events they make: docs/protocol.md, "Outgoing calls".
+
 - urllib3: ``HTTPConnectionPool.urlopen`` (and so ``HTTPSConnectionPool``, ``PoolManager`` and
   ``requests``, which sends through it). One event per ``urlopen`` the app (or requests) makes:
   a pool that follows redirects or retries itself reports the outcome of the whole call. The
