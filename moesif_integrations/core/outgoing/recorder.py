@@ -69,7 +69,9 @@ class OutgoingRecorder:
         self.collector_origin = origin_of_url(settings.base_uri)
         # Calls whose response is still being read: finished at the latest by finish_pending.
         self._pending: Set[OutgoingExchange] = set()
-        self._lock = threading.Lock()
+        # Reentrant: a garbage collection inside a locked section may finish a collected
+        # response's call on the same thread.
+        self._lock = threading.RLock()
 
     def begin(
         self,
@@ -98,9 +100,15 @@ class OutgoingRecorder:
         with self._lock:
             self._pending.add(exchange)
 
-    def untrack(self, exchange: OutgoingExchange) -> None:
+    def claim(self, exchange: OutgoingExchange) -> bool:
+        """True for the one caller that is to finish ``exchange`` (the end of its response, its
+        garbage collection and a flush may race)."""
         with self._lock:
+            if exchange.finished:
+                return False
+            exchange.finished = True
             self._pending.discard(exchange)
+            return True
 
     def finish_pending(self) -> int:
         """Finishes every call whose response is still open, with what was read of it so far;
@@ -205,13 +213,11 @@ class OutgoingExchange(ExchangeRecord):
 
     def finish(self) -> None:
         """Ends the call, once: the time, the body read so far, the hooks, the submission."""
-        if self.finished:
-            return
-        self.finished = True
         recorder = self.recorder
+        if self.finished or not recorder.claim(self):
+            return
         sink = recorder.sink
         try:
-            recorder.untrack(self)
             self.response_time = _time()
             body = self.response_capture
             if body is not None:
