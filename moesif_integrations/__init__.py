@@ -1,7 +1,8 @@
 """API analytics for Python web apps: capture every API call and ship it to Moesif.
 
 ``MoesifMiddleware`` wraps any WSGI app; the framework adapters live in
-``moesif_integrations.flask``, ``.bottle``, ``.pyramid`` and ``.falcon``.
+``moesif_integrations.flask``, ``.bottle``, ``.pyramid`` and ``.falcon``. ``MoesifClient`` serves
+code outside a request (scripts, workers, cron jobs).
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
-__all__ = ["MoesifMiddleware", "Settings", "ConfigurationError", "__version__"]
+__all__ = ["MoesifClient", "MoesifMiddleware", "Settings", "ConfigurationError", "__version__"]
 
 if TYPE_CHECKING:
+    from .client import MoesifClient
     from .core.config.schema import ConfigurationError, Settings
     from .wsgi import MoesifMiddleware
 
@@ -23,6 +25,10 @@ def __getattr__(name: str) -> Any:
         from .wsgi import MoesifMiddleware
 
         return MoesifMiddleware
+    if name == "MoesifClient":
+        from .client import MoesifClient
+
+        return MoesifClient
     if name in ("Settings", "ConfigurationError"):
         from .core.config import schema
 

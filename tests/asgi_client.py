@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Dict, List, Tuple
+from typing import Any, Awaitable, Dict, List, Tuple, TypeVar
+
+T = TypeVar("T")
+
+
+def run_coroutine(awaitable: Awaitable[T]) -> T:
+    """Runs ``awaitable`` on a fresh event loop. Not ``asyncio.run()``: on Python before 3.12
+    that leaves the thread with no current loop, and Falcon's ASGI TestClient, run later in the
+    same test process, then fails with "There is no current event loop"."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(awaitable)
+    finally:
+        loop.close()
 
 
 def call_asgi(
@@ -37,11 +50,5 @@ def call_asgi(
         else:
             reply["body"] += message.get("body", b"")
 
-    # Not asyncio.run(): that unsets the thread's loop, which Falcon's TestClient needs later on
-    # Python before 3.12.
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(app(scope, receive, send))
-    finally:
-        loop.close()
+    run_coroutine(app(scope, receive, send))
     return reply

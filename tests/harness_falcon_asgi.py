@@ -10,6 +10,7 @@ from typing import Any, AsyncIterator, List
 import falcon
 import falcon.asgi
 import falcon.testing
+from asgi_client import run_coroutine
 from harness import BIG_SIZE, STREAM_CHUNKS, StreamProbe
 from harness_falcon import FalconHarness, add_standard_routes
 
@@ -100,12 +101,7 @@ class FalconAsgiHarness(FalconHarness):
                         await asyncio.sleep(0.005)
             return StreamProbe(first, produced, first + rest)
 
-        # Not asyncio.run(): that unsets the thread's loop, which Falcon 3's TestClient needs.
-        loop = asyncio.new_event_loop()
-        try:
-            return loop.run_until_complete(probe())
-        finally:
-            loop.close()
+        return run_coroutine(probe())
 
 
 HARNESS = FalconAsgiHarness

@@ -3,11 +3,11 @@ servers and frameworks use, and the exchange as the WSGI and ASGI request paths 
 
 from __future__ import annotations
 
-import asyncio
 import io
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
+from asgi_client import run_coroutine
 
 from moesif_integrations.core.capture.asgi import (
     capture_request_body,
@@ -297,7 +297,7 @@ def test_asgi_body_in_several_events_is_teed_only_as_the_app_pulls_it(app_reads:
             while (await tee())["more_body"]:
                 pass
 
-    asyncio.run(serve())
+    run_coroutine(serve())
     exchange.finish()
     expected = b"one two three" if app_reads else b"one "
     assert (exchange.request_body, exchange.request_body_size) == (expected, 13)

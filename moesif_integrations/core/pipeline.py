@@ -24,6 +24,8 @@ from .delivery.process import ProcessDelivery
 from .delivery.profile_senders import ProfileClient
 from .lifecycle import flush_on_sigterm
 from .logs import LogOnce, logger
+from .outgoing import patches as outgoing_patches
+from .outgoing.recorder import OutgoingRecorder
 from .record import ExchangeRecord
 from .wire.event import EventEncoder
 
@@ -60,6 +62,10 @@ class Pipeline:
         self.profiles = ProfileClient(settings, self.counters)
         if settings.flush_on_sigterm and settings.enabled:
             flush_on_sigterm()
+        # The app's own HTTP calls (CAPTURE_OUTGOING_REQUESTS); patched on, no network.
+        self.outgoing: Optional[OutgoingRecorder] = None
+        if settings.capture_outgoing_requests:
+            self.capture_outgoing(True)
         if settings.debug:
             logger.debug(
                 "Moesif capture configured: collector %s, bodies %s, %d sender threads%s",
@@ -133,9 +139,22 @@ class Pipeline:
     def skip(self) -> None:
         self.counters.add("skipped")
 
+    def capture_outgoing(self, enabled: bool) -> None:
+        """Starts or stops capturing the app's outgoing calls (requests, httpx, urllib3) with
+        this pipeline's options; calls still being read when it stops are recorded now."""
+        if enabled and self.outgoing is None:
+            self.outgoing = OutgoingRecorder(self)
+            outgoing_patches.install(self.outgoing)
+        elif not enabled and self.outgoing is not None:
+            recorder, self.outgoing = self.outgoing, None
+            outgoing_patches.remove(recorder)
+
     # ------------------------------------------------------------------ lifecycle
 
     def flush(self, timeout: Optional[float] = None) -> bool:
+        if self.outgoing is not None:
+            # Outgoing calls whose responses are still open go with what was read of them.
+            self.outgoing.finish_pending()
         # Both senders work meanwhile; the profiles get what is left of the one budget.
         deadline = None if timeout is None else time.monotonic() + timeout
         events_flushed = self.delivery.flush(timeout)
@@ -144,6 +163,7 @@ class Pipeline:
     def shutdown(self, timeout: Optional[float] = None) -> bool:
         if timeout is None:
             timeout = self.settings.shutdown_timeout
+        self.capture_outgoing(False)
         deadline = time.monotonic() + timeout
         self.app_config.close()
         events_delivered = self.delivery.shutdown(timeout)

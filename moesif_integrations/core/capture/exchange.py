@@ -18,6 +18,7 @@ from ..decide.decisions import NO_DECISIONS, Decisions
 from ..decide.governance import Block
 from ..decide.sampling import weight_of
 from ..logs import LogOnce
+from ..outgoing import active as outgoing
 from ..record import ExchangeRecord, Headers
 from .sink import CaptureSink
 from .tees import BodyCapture
@@ -46,6 +47,9 @@ class Capture:
         self.identify_company = settings.identify_company
         self.get_session_token = settings.get_session_token
         self.get_metadata = settings.get_metadata
+        # The integration's outgoing recorder, when it captures outgoing calls: calls made while
+        # one of its requests is served carry the request's transaction id.
+        self.outgoing: Any = getattr(sink, "outgoing", None)
         self.has_identity_hooks = any(
             hook is not None
             for hook in (
@@ -118,6 +122,7 @@ class Exchange(ExchangeRecord):
         "identified",
         "decisions",
         "rule_headers",
+        "outgoing_token",
     )
 
     def __init__(
@@ -166,6 +171,10 @@ class Exchange(ExchangeRecord):
         # True once the identification hooks ran (an adapter may run them in its request
         # context; otherwise finish() does).
         self.identified = False
+        recorder = capture.outgoing
+        self.outgoing_token = (
+            outgoing.enter(recorder, transaction_id) if recorder is not None else None
+        )
 
     @property
     def record(self) -> ExchangeRecord:
@@ -253,10 +262,10 @@ class Exchange(ExchangeRecord):
             hook_args = args if user_args is None else user_args
             if capture.identify_user is not None:
                 user = call("IDENTIFY_USER", capture.identify_user, *hook_args)
-                self.user_id = _as_text("IDENTIFY_USER", user)
+                self.user_id = hook_answer_text("IDENTIFY_USER", user)
             if capture.identify_company is not None:
                 company = call("IDENTIFY_COMPANY", capture.identify_company, *hook_args)
-                self.company_id = _as_text("IDENTIFY_COMPANY", company)
+                self.company_id = hook_answer_text("IDENTIFY_COMPANY", company)
         user_id = self.user_id
         if user_id is None:
             user_id = capture.framework_user(self.environ)
@@ -316,13 +325,13 @@ class Exchange(ExchangeRecord):
         # answered nothing then.
         if capture.identify_user is not None and self.user_id is None:
             user = call("IDENTIFY_USER", capture.identify_user, *user_args)
-            self.user_id = _as_text("IDENTIFY_USER", user)
+            self.user_id = hook_answer_text("IDENTIFY_USER", user)
         if capture.identify_company is not None and self.company_id is None:
             company = call("IDENTIFY_COMPANY", capture.identify_company, *user_args)
-            self.company_id = _as_text("IDENTIFY_COMPANY", company)
+            self.company_id = hook_answer_text("IDENTIFY_COMPANY", company)
         if capture.get_session_token is not None:
             token = call("GET_SESSION_TOKEN", capture.get_session_token, *args)
-            self.session_token = _as_text("GET_SESSION_TOKEN", token)
+            self.session_token = hook_answer_text("GET_SESSION_TOKEN", token)
         if capture.get_metadata is not None:
             self.metadata = call("GET_METADATA", capture.get_metadata, *args)
 
@@ -334,6 +343,9 @@ class Exchange(ExchangeRecord):
         if self.finished:
             return
         self.finished = True
+        token = self.outgoing_token
+        if token is not None:
+            outgoing.leave(token)
         try:
             self._note_end(error)
             self._take_bodies(error)
@@ -377,7 +389,7 @@ class Exchange(ExchangeRecord):
 _identity_problems = LogOnce()
 
 
-def _as_text(hook_name: str, value: Any) -> Optional[str]:
+def hook_answer_text(hook_name: str, value: Any) -> Optional[str]:
     """An identification hook's answer as the event's text: a str as it is, an int or a UUID as
     its text; anything else (a dict, bytes, a model object) is refused, with one warning, rather
     than recorded as its Python repr."""

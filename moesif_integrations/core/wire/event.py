@@ -147,8 +147,10 @@ class EventBuilder:
         settings = self._settings
         transaction_id = None if settings.disabled_transaction_id else record.transaction_id
         request_headers = join_headers(record.request_headers, record.request_headers_cgi)
-        if transaction_id:
-            # A client's own id is replaced by the one this event carries.
+        incoming = record.direction == "Incoming"
+        if transaction_id and incoming:
+            # A client's own id is replaced by the one this event carries (an outgoing call
+            # is recorded as the app made it).
             request_headers.replace(TRANSACTION_HEADER, transaction_id)
         response_headers = join_headers(record.response_headers, False)
 
@@ -157,7 +159,7 @@ class EventBuilder:
             user_id = self._user_id(request_headers)
 
         request_body = response_body = None
-        if settings.log_body:
+        if settings.log_body if incoming else settings.log_body_outgoing:
             if record.request_body is not None:
                 request_body = self._body(
                     record.request_body,
