@@ -272,7 +272,10 @@ class Settings:
         1.0, "Longest an event waits for its batch to fill, in seconds.", above=0, maximum=3600
     )
     capture_outgoing_requests: bool = option(
-        False, "Also capture the app's outgoing HTTP calls (made with `requests`)."
+        False,
+        "Also capture the app's own HTTP calls (`requests`, `httpx`, `urllib3`) as events with "
+        "direction `Outgoing`, each noting the incoming request it was made for; calls to the "
+        "collector are never captured.",
     )
     skip_outgoing: Optional[Hook] = option(
         None, "`(req, res) -> bool`: a true result skips the outgoing call.", kind=OptionKind.HOOK
@@ -289,7 +292,9 @@ class Settings:
     get_session_token_outgoing: Optional[Hook] = option(
         None, "`(req, res) -> str`: the session token of an outgoing call.", kind=OptionKind.HOOK
     )
-    log_body_outgoing: bool = option(True, "Capture the bodies of outgoing calls.")
+    log_body_outgoing: bool = option(
+        True, "Capture the bodies of outgoing calls (what the caller reads, up to the body limits)."
+    )
 
     # From moesifdjango.
     request_header_masks: Tuple[str, ...] = option(
@@ -386,7 +391,11 @@ class Settings:
         5.0, "Connect timeout of each call to the collector, in seconds.", above=0, maximum=300
     )
     read_timeout: float = option(
-        15.0, "Read timeout of each call to the collector, in seconds.", above=0, maximum=300
+        15.0,
+        "Time one call to the collector may take once connected (sending it and reading the "
+        "whole answer), in seconds; a call that takes longer fails and is retried.",
+        above=0,
+        maximum=300,
     )
     max_retries: int = option(
         4, "Retries of a failed batch (connection error, 429, 5xx).", minimum=0, maximum=20
@@ -408,7 +417,8 @@ class Settings:
     )
     config_refresh_interval: float = option(
         300.0,
-        "Seconds between fetches of the app config and governance rules.",
+        "Seconds between fetches of the app config and governance rules; a change the collector "
+        "signals is fetched at once.",
         minimum=10,
         maximum=86400,
     )
