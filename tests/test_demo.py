@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -16,8 +17,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
+import pytest
 from servers import ROOT_DIR, free_port, serve, wait_for_port
 
+from moesif_integrations import demo
 from moesif_integrations.collector import Collector
 from moesif_integrations.demo import CREDENTIALS
 
@@ -369,3 +372,17 @@ def test_example_refuses_to_start_without_an_application_id() -> None:
     )
     assert result.returncode != 0
     assert "APPLICATION_ID" in result.stderr
+
+
+def test_demo_without_urllib3_says_the_call_went_uncaptured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The call goes through the standard library, which the outgoing capture does not see.
+    monkeypatch.setattr(demo, "OUTGOING_CLIENT", None)
+    out = io.StringIO()
+    assert demo.run_demo(out=out) == 0
+    text = out.getvalue()
+    assert table_rows(text)["outgoing call"]["status"] == "200"
+    assert "pip install urllib3" in text
+    assert "Outgoing" not in text
+    assert f"the collector received {len(DEMO_ROWS)} events" in text
