@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -14,9 +15,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import urlsplit
 
+import pytest
 from servers import ROOT_DIR, free_port, serve, wait_for_port
 
+from moesif_integrations import demo
 from moesif_integrations.collector import Collector
 from moesif_integrations.demo import CREDENTIALS
 
@@ -35,9 +39,13 @@ DEMO_ROWS = {
     "unknown route": ("GET", "/nope", "404"),
     "JWT user": ("GET", "/me", "200"),
     "cookie + API key": ("GET", "/account", "200"),
+    "outgoing call": ("GET", "/prices/42", "200"),
     "blocked by a rule": ("GET", "/admin/users", "403"),
 }
 COLUMNS = ["request", "method", "path", "status", "user", "req body", "resp body", "ms", "txn"]
+PAIR_COLUMNS = ["direction", "method", "url", "status", "ms", "txn", "incoming txn"]
+# Every request but the sampled-out one is an event, and the app's call to the rates API is one.
+EVENT_COUNT = len(DEMO_ROWS) + 1
 
 
 def run_module(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -63,6 +71,35 @@ def table_rows(output: str) -> Dict[str, Dict[str, str]]:
         assert len(cells) == len(COLUMNS), line
         rows[cells[0]] = dict(zip(COLUMNS, cells))
     return rows
+
+
+def pair_rows(output: str) -> List[Dict[str, str]]:
+    """The table of the outgoing call and the incoming request that made it."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["direction", "method"])
+    assert re.split(r"\s{2,}", lines[start].strip()) == PAIR_COLUMNS
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.strip():
+            break
+        rows.append(dict(zip(PAIR_COLUMNS, re.split(r"\s{2,}", line.strip()))))
+    return rows
+
+
+def assert_outgoing_pair(events: List[Dict[str, Any]], incoming_path: str) -> Dict[str, Any]:
+    """The one Outgoing event: the app's call to the stand-in rates API, joined by metadata to
+    the incoming event of ``incoming_path``. Returns it."""
+    (outgoing,) = [e for e in events if e.get("direction") == "Outgoing"]
+    incoming = next(e for e in events if urlsplit(e["request"]["uri"]).path == incoming_path)
+    assert incoming.get("direction") != "Outgoing"
+    assert re.fullmatch(
+        r"http://127\.0\.0\.1:\d+/v1/rates\?symbols=EUR", outgoing["request"]["uri"]
+    )
+    assert outgoing["request"]["verb"] == "GET" and outgoing["response"]["status"] == 200
+    assert outgoing["response"]["body"] == {"base": "USD", "rates": {"EUR": 0.92}}
+    assert outgoing["metadata"]["incoming_transaction_id"] == incoming["transaction_id"]
+    assert outgoing["transaction_id"] != incoming["transaction_id"]
+    return outgoing
 
 
 def stored_events(db_path: Path) -> List[Dict[str, Any]]:
@@ -104,7 +141,7 @@ def test_demo_shows_every_request_kind_with_its_status(tmp_path: Path) -> None:
     assert len({row["txn"] for row in rows.values()}) == len(rows)
 
     stats_line = next(line for line in result.stdout.splitlines() if "middleware stats:" in line)
-    assert re.search(r"\bcaptured=11\b", stats_line) and re.search(r"\bsent=11\b", stats_line)
+    assert re.search(r"\bcaptured=13\b", stats_line) and re.search(r"\bsent=13\b", stats_line)
     assert re.search(r"\bfailed=0\b", stats_line)
     # GET /health is sampled at 0% by the app config; GET /admin/users is blocked by a rule.
     assert re.search(r"\bsampled_out=1\b", stats_line)
@@ -116,8 +153,20 @@ def test_demo_shows_every_request_kind_with_its_status(tmp_path: Path) -> None:
     # What the collector stored: one event per request but the sampled-out one, credentials
     # masked.
     events = stored_events(db_path)
-    assert len(events) == len(DEMO_ROWS)
-    assert {row["txn"] for row in rows.values()} == {e["transaction_id"][:8] for e in events}
+    assert len(events) == EVENT_COUNT
+    incoming = [e for e in events if e.get("direction") != "Outgoing"]
+    assert {row["txn"] for row in rows.values()} == {e["transaction_id"][:8] for e in incoming}
+
+    # The app's own call, captured and joined to the request that made it; the printed pair
+    # shows the link.
+    outgoing = assert_outgoing_pair(events, "/prices/42")
+    made_for = outgoing["metadata"]["incoming_transaction_id"]
+    pair = pair_rows(result.stdout)
+    assert [row["direction"] for row in pair] == ["Incoming", "Outgoing"]
+    assert pair[0]["url"] == "/prices/42" and pair[0]["txn"] == rows["outgoing call"]["txn"]
+    assert pair[1]["url"] == outgoing["request"]["uri"]
+    assert pair[1]["txn"] == outgoing["transaction_id"][:8]
+    assert pair[1]["incoming txn"] == made_for[:8] == pair[0]["txn"]
     account = next(e for e in events if e["request"]["uri"].endswith("/account"))
     assert account["request"]["headers"]["X-Api-Key"].startswith("<masked:")
     assert account["request"]["headers"]["Cookie"].startswith("session=<masked:")
@@ -141,8 +190,8 @@ def test_demo_counts_only_its_own_run_in_a_kept_database(tmp_path: Path) -> None
     assert run_module("demo", "--db", str(db_path)).returncode == 0
     second = run_module("demo", "--db", str(db_path))
     assert second.returncode == 0, second.stdout + second.stderr
-    assert f"the collector received {len(DEMO_ROWS)} events" in second.stdout
-    assert len(stored_events(db_path)) == 2 * len(DEMO_ROWS)
+    assert f"the collector received {EVENT_COUNT} events" in second.stdout
+    assert len(stored_events(db_path)) == 2 * EVENT_COUNT
 
 
 def test_demo_keep_serves_the_collector_until_terminated(tmp_path: Path) -> None:
@@ -169,7 +218,7 @@ def test_demo_keep_serves_the_collector_until_terminated(tmp_path: Path) -> None
                 break
         assert url is not None
         with no_proxy().open(f"{url}/_collector/counts", timeout=5) as response:
-            assert json.load(response)["events"] == len(DEMO_ROWS)
+            assert json.load(response)["events"] == EVENT_COUNT
         # The inspector's URL is printed, and it serves the page.
         assert inspector == f"{url}/"
         with no_proxy().open(inspector, timeout=5) as response:
@@ -323,3 +372,17 @@ def test_example_refuses_to_start_without_an_application_id() -> None:
     )
     assert result.returncode != 0
     assert "APPLICATION_ID" in result.stderr
+
+
+def test_demo_without_urllib3_says_the_call_went_uncaptured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The call goes through the standard library, which the outgoing capture does not see.
+    monkeypatch.setattr(demo, "OUTGOING_CLIENT", None)
+    out = io.StringIO()
+    assert demo.run_demo(out=out) == 0
+    text = out.getvalue()
+    assert table_rows(text)["outgoing call"]["status"] == "200"
+    assert "pip install urllib3" in text
+    assert "Outgoing" not in text
+    assert f"the collector received {len(DEMO_ROWS)} events" in text

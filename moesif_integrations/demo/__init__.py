@@ -3,6 +3,11 @@
 Starts the local collector and a small WSGI app wrapped by ``MoesifMiddleware``, served by the
 standard library's wsgiref on loopback; sends a varied set of requests with urllib; flushes and
 prints what the collector received. Standard library only, no account, no network.
+
+One route calls a third party: a stand-in rates API the demo serves on loopback. With urllib3
+installed (which ``requests`` brings) the call goes through it and is captured
+(CAPTURE_OUTGOING_REQUESTS) as an Outgoing event joined to the incoming request that made it;
+without urllib3 it goes through the standard library, which the capture does not see.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import importlib.util
 import io
 import json
 import signal
@@ -20,6 +26,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import ThreadingMixIn
 from types import FrameType
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, TextIO, Tuple
@@ -27,6 +34,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from ..collector import Collector
 from ..collector.summary import body_kind, duration_ms, path_of
+from ..core.outgoing.recorder import INCOMING_TRANSACTION_KEY
 from ..wsgi import MoesifMiddleware
 
 __all__ = [
@@ -37,8 +45,12 @@ __all__ = [
     "DEMO_RULES",
     "demo_app",
     "run_demo",
+    "fetch_rate",
     "format_table",
+    "outgoing_pairs",
+    "pair_lines",
     "send_request",
+    "stand_in_url",
 ]
 
 StartResponse = Callable[..., Any]
@@ -69,6 +81,64 @@ CREDENTIALS: Tuple[str, ...] = (_APPLICATION_ID, _API_KEY, _SESSION_COOKIE, _JWT
 
 # Headers whose stored (masked) values the demo shows.
 _SHOWN_MASKED = ("Authorization", "Cookie", "X-Api-Key")
+
+
+# ------------------------------------------------------------------------------- the third party
+
+
+# The stand-in's one answer: what a currency API would say.
+_RATES = {"base": "USD", "rates": {"EUR": 0.92}}
+RATES_PATH = "/v1/rates"
+# The client the app's own call goes through: urllib3 is captured, the standard library is not.
+OUTGOING_CLIENT = "urllib3" if importlib.util.find_spec("urllib3") else None
+
+
+class _StandInHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        found = self.path.split("?", 1)[0] == RATES_PATH
+        body = json.dumps(_RATES if found else {"error": "no such route"}).encode()
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+_stand_in_lock = threading.Lock()
+_stand_in: Optional[ThreadingHTTPServer] = None
+
+
+def stand_in_url() -> str:
+    """The URL of the rates API the demo apps call: a stand-in for a third party, served on
+    loopback in a daemon thread of this process, started on first use."""
+    global _stand_in
+    with _stand_in_lock:
+        if _stand_in is None:
+            _stand_in = ThreadingHTTPServer(("127.0.0.1", 0), _StandInHandler)
+            _stand_in.daemon_threads = True
+            threading.Thread(
+                target=_stand_in.serve_forever, name="moesif-demo-stand-in", daemon=True
+            ).start()
+        return f"http://127.0.0.1:{_stand_in.server_port}{RATES_PATH}"
+
+
+def fetch_rate(url: str, currency: str) -> float:
+    """The app's own HTTP call: the exchange rate of ``currency`` from the rates API at ``url``,
+    through urllib3 when it is installed (and so captured), else the standard library."""
+    target = f"{url}?{urllib.parse.urlencode({'symbols': currency})}"
+    if OUTGOING_CLIENT == "urllib3":
+        import urllib3
+
+        with urllib3.PoolManager() as pool:
+            data = pool.request("GET", target, timeout=5.0).data
+    else:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(target, timeout=5) as response:
+            data = response.read()
+    return float(json.loads(data)["rates"][currency])
 
 
 # ------------------------------------------------------------------------------- the app
@@ -125,6 +195,10 @@ def demo_app(environ: Dict[str, Any], start_response: StartResponse) -> Iterable
     if method == "GET" and path == "/reports/orders.csv":
         start_response("200 OK", [("Content-Type", "text/csv")])
         return _large_csv()
+    if method == "GET" and path == "/prices/42":
+        # Answers with data from a third party: the call becomes an Outgoing event.
+        rate = fetch_rate(stand_in_url(), "EUR")
+        return _json(start_response, "200 OK", {"id": 42, "price": round(9.5 * rate, 2)})
     if method == "GET" and path == "/me":
         return _json(start_response, "200 OK", {"plan": "gold"})
     if method == "GET" and path == "/account":
@@ -167,6 +241,8 @@ class DemoRequest:
     headers: Dict[str, str] = field(default_factory=dict)
     # The app config samples this route at 0%: no event is expected.
     sampled_out: bool = False
+    # The app calls the rates API while it handles this request: an Outgoing event joins it.
+    calls_out: bool = False
 
 
 DEMO_REQUESTS: Tuple[DemoRequest, ...] = (
@@ -207,6 +283,7 @@ DEMO_REQUESTS: Tuple[DemoRequest, ...] = (
         200,
         headers={"Cookie": f"session={_SESSION_COOKIE}; theme=dark", "X-Api-Key": _API_KEY},
     ),
+    DemoRequest("outgoing call", "GET", "/prices/42", 200, calls_out=True),
     DemoRequest("blocked by a rule", "GET", "/admin/users", 403),
     DemoRequest("sampled out", "GET", "/health", 200, sampled_out=True),
 )
@@ -346,6 +423,66 @@ def _table_rows(matched: List[Tuple[DemoRequest, Dict[str, Any]]]) -> List[Tuple
     return rows
 
 
+# (incoming event, the outgoing event of a call made while handling it)
+Pair = Tuple[Dict[str, Any], Dict[str, Any]]
+_PAIR_COLUMNS = ("direction", "method", "url", "status", "ms", "txn", "incoming txn")
+
+
+def outgoing_pairs(events: List[Dict[str, Any]]) -> List[Pair]:
+    """(incoming event, outgoing event) for every Outgoing event whose metadata names the
+    transaction id of an incoming event among ``events``."""
+    incoming = {
+        event.get("transaction_id"): event
+        for event in events
+        if event.get("direction") != "Outgoing" and event.get("transaction_id")
+    }
+    pairs = []
+    for event in events:
+        metadata = event.get("metadata")
+        if event.get("direction") == "Outgoing" and isinstance(metadata, dict):
+            made_for = incoming.get(metadata.get(INCOMING_TRANSACTION_KEY))
+            if made_for is not None:
+                pairs.append((made_for, event))
+    return pairs
+
+
+def pair_lines(pairs: List[Pair]) -> List[str]:
+    """The pairs as a table: each incoming event, then the outgoing call it made, whose
+    ``incoming txn`` (``metadata.incoming_transaction_id``) is the incoming one's ``txn``."""
+    rows: List[Tuple[str, ...]] = []
+    for incoming, outgoing in pairs:
+        made_for = str(outgoing["metadata"][INCOMING_TRANSACTION_KEY])
+        rows.append(_pair_row(incoming, path_of(incoming), "-"))
+        rows.append(_pair_row(outgoing, str(outgoing["request"].get("uri")), made_for[:8]))
+    return format_table(_PAIR_COLUMNS, rows).splitlines()
+
+
+def _pair_row(event: Dict[str, Any], url: str, joined: str) -> Tuple[str, ...]:
+    return (
+        str(event.get("direction") or "Incoming"),
+        str(event["request"].get("verb")),
+        url,
+        str(event["response"].get("status")),
+        _cell(duration_ms(event)),
+        str(event.get("transaction_id") or "-")[:8],
+        joined,
+    )
+
+
+def outgoing_problems(
+    label: str, incoming: Optional[Dict[str, Any]], pairs: List[Pair]
+) -> List[str]:
+    """What is wrong with the outgoing call made for the request ``label``, if anything."""
+    if OUTGOING_CLIENT is None or incoming is None:
+        return []
+    made = [out for made_for, out in pairs if made_for is incoming]
+    if len(made) != 1:
+        return [f"{label}: {len(made)} outgoing events joined to it, expected 1"]
+    if not str(made[0]["request"].get("uri")).startswith(stand_in_url()):
+        return [f"{label}: the outgoing event is not the call to the rates API"]
+    return []
+
+
 def _cell(value: Any) -> str:
     return "?" if value is None else str(value)
 
@@ -380,6 +517,7 @@ def _check(
     answers: Dict[DemoRequest, Answer],
     matched: List[Tuple[DemoRequest, Dict[str, Any]]],
     stored_text: str,
+    pairs: List[Pair],
 ) -> List[str]:
     """What went wrong, if anything: the demo checks the claims it prints."""
     problems = []
@@ -402,6 +540,8 @@ def _check(
             problems.append(f"{request.label}: the event says {event['response'].get('status')}")
         if answer.transaction_id and answer.transaction_id != event.get("transaction_id"):
             problems.append(f"{request.label}: the event's transaction id differs from the header")
+        if request.calls_out:
+            problems.extend(outgoing_problems(request.label, event, pairs))
     if any(secret in stored_text for secret in CREDENTIALS):
         problems.append("a credential reached the collector in clear")
     return problems
@@ -423,6 +563,7 @@ def _print_report(
     received: int,
     elapsed: float,
     matched: List[Tuple[DemoRequest, Dict[str, Any]]],
+    pairs: List[Pair],
 ) -> None:
     print(
         f"Sent {len(DEMO_REQUESTS)} requests to a WSGI app wrapped by MoesifMiddleware "
@@ -430,6 +571,7 @@ def _print_report(
         file=out,
     )
     print(format_table(_COLUMNS, _table_rows(matched)), file=out)
+    print_pairs(out, pairs)
     print(
         "\nCredentials are masked before they leave the app (as the collector stored them):",
         file=out,
@@ -450,6 +592,25 @@ def _print_report(
                 f"  {request.method} {request.path}  sampled at 0%: served, no event sent",
                 file=out,
             )
+
+
+def print_pairs(out: TextIO, pairs: List[Pair]) -> None:
+    """The outgoing calls joined to their incoming requests, or why there are none."""
+    if OUTGOING_CLIENT is None:
+        print(
+            "\nThe app's own call to the rates API went through the standard library, which "
+            "CAPTURE_OUTGOING_REQUESTS does not see (pip install urllib3 to see it captured).",
+            file=out,
+        )
+        return
+    print(
+        f"\nThe app's own HTTP call ({OUTGOING_CLIENT}, to a stand-in rates API on loopback) "
+        "is an Outgoing event,\njoined to the request that made it by its "
+        "metadata.incoming_transaction_id:",
+        file=out,
+    )
+    for line in pair_lines(pairs):
+        print(f"  {line}", file=out)
 
 
 def _stats_line(stats: Dict[str, int]) -> str:
@@ -488,6 +649,7 @@ def run_demo(
                 "BASE_URI": collector.url,
                 "IDENTIFY_USER": identify_user,
                 "API_VERSION": "1.0.0",
+                "CAPTURE_OUTGOING_REQUESTS": True,
             },
         )
         served = _ServedApp(middleware)
@@ -505,12 +667,13 @@ def run_demo(
         elapsed = time.monotonic() - started
         stored_text = json.dumps(events)
         matched = _match(events)
+        pairs = outgoing_pairs(events)
 
-        _print_report(out, served.url, len(events), elapsed, matched)
+        _print_report(out, served.url, len(events), elapsed, matched, pairs)
         print(f"\nmiddleware stats: {_stats_line(middleware.stats())}", file=out)
         storage = f"in the SQLite file {db_path}" if db_path else "in memory (--db PATH keeps them)"
         print(f"collector: {collector.url}, events stored {storage}", file=out)
-        problems = _check(answers, matched, stored_text)
+        problems = _check(answers, matched, stored_text, pairs)
         if not handled:
             problems.append("the demo app did not finish handling every request")
         if not delivered:

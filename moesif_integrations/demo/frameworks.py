@@ -5,6 +5,10 @@ traffic, against one local collector; one table per framework.
 WSGI apps run under waitress when it is installed, else the standard library's wsgiref; the
 Falcon ASGI app runs under uvicorn. Each app delivers with its own application id
 (``demo-<framework>``), so the collector (and its inspector) tells them apart.
+
+The demo adds one route to each app, ``GET /prices/1``, whose view calls the stand-in rates API
+the demo serves on loopback; with CAPTURE_OUTGOING_REQUESTS on (from the environment) that call
+is an Outgoing event joined to the incoming request, and each table is followed by the pair.
 """
 
 from __future__ import annotations
@@ -20,13 +24,23 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 from ..collector import Collector
 from ..collector.summary import body_kind, duration_ms, path_of
-from . import DemoRequest, format_table, send_request
+from . import (
+    OUTGOING_CLIENT,
+    DemoRequest,
+    fetch_rate,
+    format_table,
+    outgoing_pairs,
+    outgoing_problems,
+    print_pairs,
+    send_request,
+    stand_in_url,
+)
 
 
 def find_examples() -> Optional[Path]:
@@ -90,20 +104,32 @@ EXAMPLES: Tuple[Example, ...] = (
 NAMES = tuple(example.name for example in EXAMPLES)
 
 
+# The route the demo adds to every example app (add_price_route): its view calls the rates API.
+PRICE_PATH = "/prices/1"
+# The environment variable that tells the app where the rates API is.
+RATES_URL_VARIABLE = "MOESIF_DEMO_RATES_URL"
+
+
 def calls_for(example: Example) -> List[DemoRequest]:
     """The same traffic for every framework: list, create, read, not found, bad input, no
     credentials."""
     resource = example.resource
 
     def call(
-        label: str, method: str, path: str, status: int, body: Any, key: Optional[str]
+        label: str,
+        method: str,
+        path: str,
+        status: int,
+        body: Any,
+        key: Optional[str],
+        calls_out: bool = False,
     ) -> DemoRequest:
         headers = example.auth(key) if key else {}
         data = None
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        return DemoRequest(label, method, path, status, data, headers)
+        return DemoRequest(label, method, path, status, data, headers, calls_out=calls_out)
 
     return [
         call("list", "GET", resource, 200, None, API_KEYS[0]),
@@ -112,6 +138,7 @@ def calls_for(example: Example) -> List[DemoRequest]:
         call("not found", "GET", f"{resource}/999", 404, None, API_KEYS[1]),
         call("bad input", "POST", resource, 400, {"unexpected": True}, API_KEYS[0]),
         call("no credentials", "POST", resource, example.anonymous_status, example.new_item, None),
+        call("outgoing call", "GET", PRICE_PATH, 200, None, API_KEYS[0], calls_out=True),
     ]
 
 
@@ -183,6 +210,7 @@ class Outcome:
     rows: List[Tuple[str, ...]]
     problems: List[str]
     seconds: float
+    pairs: List[Tuple[Dict[str, Any], Dict[str, Any]]] = field(default_factory=list)
 
 
 def run_example(
@@ -199,9 +227,20 @@ def run_example(
         "MOESIF_BASE_URI": collector.url,
         # Events go out a moment after each call, so the table need not wait long.
         "MOESIF_EVENT_BATCH_TIMEOUT": "0.05",
+        "MOESIF_CAPTURE_OUTGOING_REQUESTS": "true",
+        RATES_URL_VARIABLE: stand_in_url(),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    command = [sys.executable, "-m", __name__, "serve", server, example.target, str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        __name__,
+        "serve",
+        server,
+        example.target,
+        str(port),
+        example.name,
+    ]
     problems: List[str] = []
     with tempfile.TemporaryFile("w+") as output:
         process = subprocess.Popen(
@@ -223,10 +262,13 @@ def run_example(
                 file=log,
                 flush=True,
             )
-            events = _wait_for_events(collector, app_id, len(answers), timeout=15)
+            # The app's call to the rates API is one more event, when the capture sees it.
+            expected = len(answers) + (1 if OUTGOING_CLIENT else 0)
+            events = _wait_for_events(collector, app_id, expected, timeout=15)
         finally:
             _stop(process)
     by_id = {event.get("transaction_id"): event for event in events}
+    pairs = outgoing_pairs(events)
     rows = []
     for call, answer in zip(calls_for(example), answers):
         status, transaction_id = answer.status, answer.transaction_id
@@ -237,11 +279,13 @@ def run_example(
             problems.append(f"{call.label}: no event reached the collector")
         elif event["response"].get("status") != status:
             problems.append(f"{call.label}: the app answered {status}, the event says otherwise")
+        if call.calls_out:
+            problems.extend(outgoing_problems(call.label, event, pairs))
         rows.append(_row(call, status, event))
     stored_text = json.dumps(events)
     if any(key in stored_text for key in API_KEYS):
         problems.append("an API key reached the collector in clear")
-    return Outcome(example, server, rows, problems, time.monotonic() - started)
+    return Outcome(example, server, rows, problems, time.monotonic() - started, pairs)
 
 
 def _wait_for_events(
@@ -318,7 +362,9 @@ def run_frameworks(
                 file=out,
             )
             if outcome.rows:
-                print(format_table(_COLUMNS, outcome.rows), file=out, flush=True)
+                print(format_table(_COLUMNS, outcome.rows), file=out)
+                print_pairs(out, outcome.pairs)
+                out.flush()
             for problem in outcome.problems:
                 print(f"  problem: {problem}", file=out, flush=True)
             failed = failed or bool(outcome.problems)
@@ -334,10 +380,48 @@ def run_frameworks(
 # -- the child: one app under one server ------------------------------------------------------
 
 
-def _serve(server: str, target: str, port: int) -> None:
+def price_quote() -> Dict[str, Any]:
+    """What ``GET /prices/1`` answers: a price converted at the rate the rates API gives."""
+    rate = fetch_rate(os.environ[RATES_URL_VARIABLE], "EUR")
+    return {"id": 1, "currency": "EUR", "price": round(9.5 * rate, 2)}
+
+
+class _PriceResource:
+    def on_get(self, req: Any, resp: Any) -> None:
+        resp.media = price_quote()
+
+
+class _AsyncPriceResource:
+    async def on_get(self, req: Any, resp: Any) -> None:
+        resp.media = price_quote()
+
+
+def add_price_route(name: str, app: Any) -> None:
+    """Adds ``GET /prices/1`` (``price_quote``) to the example app ``name``, each framework its
+    own way, behind the app's authentication and capture like its other routes."""
+    if name == "flask":
+        app.add_url_rule(PRICE_PATH, "demo_price", price_quote)
+    elif name == "bottle":
+        app.get(PRICE_PATH)(price_quote)
+    elif name == "pyramid":
+        configurator: Any = importlib.import_module("pyramid.config").Configurator
+        config = configurator(registry=app.registry)
+        config.add_route("demo_price", PRICE_PATH)
+        config.add_view(lambda request: price_quote(), route_name="demo_price", renderer="json")
+        config.commit()
+    elif name == "falcon":
+        app.add_route(PRICE_PATH, _PriceResource())
+    elif name == "falcon-asgi":
+        app.add_route(PRICE_PATH, _AsyncPriceResource())
+    else:
+        raise ValueError(f"no price route for {name!r}")
+
+
+def _serve(server: str, target: str, port: int, name: str) -> None:
     sys.path.insert(0, os.getcwd())
     module_name, _, attribute = target.partition(":")
     app = getattr(importlib.import_module(module_name), attribute)
+    add_price_route(name, app)
     if server in ("waitress", "uvicorn"):
         # Imported by name: neither is a dependency of this package.
         module: Any = importlib.import_module(server)
@@ -360,9 +444,9 @@ def _serve(server: str, target: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["serve"] and len(sys.argv) == 5:
+    if sys.argv[1:2] == ["serve"] and len(sys.argv) == 6:
         try:
-            _serve(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+            _serve(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
         except KeyboardInterrupt:
             pass
     else:
