@@ -246,9 +246,12 @@ def test_the_byte_bound_counts_what_client_data_really_holds(collector: Any) -> 
         for _ in range(40):
             call(app, "GET", "/", headers=headers)
         stats = app.stats()
-        # The 1 MB bound holds a handful of them (one or two more are with a sender).
-        assert stats["captured"] <= 8, stats
-        assert stats["dropped_queue_full"] >= 32, stats
+        # The 1 MB bound holds at most five of them, and each of the two senders has taken at
+        # most a queue's worth (all forty if the bound counted only 80 bytes a header). A slow
+        # run may outlast READ_TIMEOUT: a sender's failed call then leaves room for more.
+        held = stats["captured"] - stats["failed"] - stats["sent"]
+        assert held <= 15, stats
+        assert stats["dropped_queue_full"] == 40 - stats["captured"], stats
     finally:
         collector.heal()
         app.shutdown(timeout=1)

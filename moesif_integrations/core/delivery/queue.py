@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ from typing import Callable, Deque, Generic, List, Optional, Sequence, Tuple, Ty
 from ..counters import Counters
 from ..lifecycle import reset_in_forked_child, shut_down_at_exit
 from ..logs import LogOnce, logger
+
+# The producer's yield in the last quarter of the queue: 0 where ``sleep(0)`` hands the GIL to a
+# waiting thread (Python 3.11 and later), else the shortest real sleep.
+_SHORT_SLEEP = 0.0 if sys.version_info >= (3, 11) else 1e-6
 
 T = TypeVar("T")
 
@@ -97,6 +102,9 @@ class BoundedQueue(Generic[T]):
         self._backlog_items = max(1, min(2 * rules.due_items, rules.max_items // 2))
         # Past these, a producer lets the consumers catch up (``_let_consumers_catch_up``).
         self._yield_items, self._yield_bytes = rules.max_items // 2, rules.max_bytes // 2
+        # Past these (three quarters), before Python 3.11, the yield is a short real sleep.
+        self._press_items = rules.max_items - rules.max_items // 4
+        self._press_bytes = rules.max_bytes - rules.max_bytes // 4
         # Items accepted since start; a forked child goes on counting from the parent's count.
         self._accepted = 0
         self._reset()
@@ -131,7 +139,7 @@ class BoundedQueue(Generic[T]):
     def put(self, item: T, size: int) -> bool:
         """Queues ``item`` (``size`` bytes against the byte bound); False, counted and logged
         when the queue is full or closed."""
-        backlog, accepted = False, True
+        backlog, accepted, pressed = False, True, False
         with self._lock:
             entries = self._entries
             n = len(entries) + 1
@@ -152,23 +160,27 @@ class BoundedQueue(Generic[T]):
                         backlog = True
                 if not backlog:
                     return True
+                pressed = n > self._press_items or queued_bytes > self._press_bytes
             else:
                 accepted = False
         if not accepted:
             self._refuse(1)
             return False
-        self._let_consumers_catch_up()
+        self._let_consumers_catch_up(pressed)
         return True
 
     @staticmethod
-    def _let_consumers_catch_up() -> None:
+    def _let_consumers_catch_up(pressed: bool) -> None:
         """Past half of either bound, the producer lets the consumers run before it goes on:
         an app that keeps the CPU busy must not starve delivery into dropping events. It costs
         a producer next to nothing when the consumers wait on the network (nobody else wants
         the GIL); when they want the CPU it gives them up to one switch interval (5 ms) per
         item queued, so the app slows to the rate its events are delivered at instead of
-        losing them."""
-        time.sleep(0)
+        losing them. Before Python 3.11 a thread that releases the GIL for no time at all
+        takes it back before a waiting consumer runs, so there, in the last quarter of the
+        queue (``pressed``), the yield is a short real sleep (about 0.1 ms, as long as the
+        consumers are behind)."""
+        time.sleep(_SHORT_SLEEP if pressed else 0)
 
     def put_all(self, items: Sequence[T], sizes: Sequence[int]) -> bool:
         """Queues all the items or, when they do not all fit, none of them (refused as ``put``
