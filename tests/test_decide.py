@@ -335,6 +335,13 @@ def test_a_rule_the_config_names_but_the_rules_lack_is_noted_and_harmless() -> N
     assert not rules.governs and len(noted.notes) == 2
 
 
+@pytest.mark.parametrize("rule_id", [[], {}, 7, None])
+def test_a_rule_id_that_is_not_text_is_noted_and_harmless(rule_id: Any) -> None:
+    noted = problems()
+    rules = compile_governance([], {"user_rules": {"u": [{"rules": rule_id}]}}, noted)
+    assert not rules.governs and len(noted.notes) == 1
+
+
 def test_a_document_with_problems_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     log = LogOnce()
     caplog.set_level(logging.WARNING, logger="moesif_integrations")

@@ -286,7 +286,8 @@ def _attach_entities(rules: Dict[str, Rule], data: Any, kind: str, problems: Pro
             continue
         for entry in entries:
             entry = as_object(entry)
-            rule = rules.get(entry.get("rules"))  # type: ignore[arg-type]
+            rule_id = entry.get("rules")
+            rule = rules.get(rule_id) if isinstance(rule_id, str) else None
             if rule is None or rule.kind != kind:
                 problems.add(f"{kind}_rules names a {kind} rule the rules lack")
                 continue
