@@ -85,7 +85,10 @@ def test_every_answered_request_is_delivered_under_load(
     # shows as events dropped. (At 300, the delivery process, unpinned and sharing two CPUs with
     # a second test run, has fallen behind for a moment and dropped.)
     env = moesif_env(
-        collector, DELIVERY_PROCESS=mode == "process", EVENT_BATCH_TIMEOUT=0.2, EVENT_QUEUE_SIZE=1000
+        collector,
+        DELIVERY_PROCESS=mode == "process",
+        EVENT_BATCH_TIMEOUT=0.2,
+        EVENT_QUEUE_SIZE=1000,
     )
     server_cpus = ["taskset", "-c", str(CPUS[0])] if pinned else []
     load_cpus = ["taskset", "-c", str(CPUS[-1])] if pinned else []
